@@ -1,0 +1,9 @@
+//! Every case of every published vector file that concerns consensus.
+
+mod asert;
+mod bech32;
+mod bip340;
+mod genesis;
+mod headers;
+mod merkle;
+mod pow;
