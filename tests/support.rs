@@ -5,21 +5,15 @@ use std::path::PathBuf;
 /// The published vectors folder: `$CAIRN_VECTORS`, else `../shared/vectors`
 /// beside the project root.
 pub fn vectors_dir() -> PathBuf {
-    std::env::var_os("CAIRN_VECTORS").map_or_else(
-        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/vectors"),
-        PathBuf::from,
-    )
+    std::env::var_os("CAIRN_VECTORS")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/vectors"), PathBuf::from)
 }
 
 /// Reads a vector file; panics with the path when it is missing.
 pub fn read_vector(relative: &str) -> Vec<u8> {
     let path = vectors_dir().join(relative);
-    std::fs::read(&path).unwrap_or_else(|e| {
-        panic!(
-            "test vector {} is required and could not be read: {e}",
-            path.display()
-        )
-    })
+    std::fs::read(&path)
+        .unwrap_or_else(|e| panic!("test vector {} is required and could not be read: {e}", path.display()))
 }
 
 /// Reads a vector file as text.

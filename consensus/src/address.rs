@@ -60,19 +60,14 @@ fn hrp_of(network: Network) -> Hrp {
 }
 
 fn network_of(prefix: &str) -> Option<Network> {
-    Network::ALL
-        .into_iter()
-        .find(|n| n.params().address_prefix == prefix)
+    Network::ALL.into_iter().find(|n| n.params().address_prefix == prefix)
 }
 
 impl Address {
     /// The address paying to x-only key `key` on `network`.
     #[must_use]
     pub fn from_key(network: Network, key: [u8; 32]) -> Self {
-        Self {
-            network,
-            lock: Lock::key(key),
-        }
+        Self { network, lock: Lock::key(key) }
     }
 
     /// Parses an address of any Cairn network.
@@ -83,26 +78,17 @@ impl Address {
         if text.len() > MAX_ADDRESS_LENGTH {
             return Err(AddressError::TooLong(text.len()));
         }
-        let checked = CheckedHrpstring::new::<Bech32m>(text)
-            .map_err(|e| AddressError::Bech32(e.to_string()))?;
+        let checked =
+            CheckedHrpstring::new::<Bech32m>(text).map_err(|e| AddressError::Bech32(e.to_string()))?;
         let prefix = checked.hrp().to_lowercase();
-        let network =
-            network_of(&prefix).ok_or_else(|| AddressError::UnknownPrefix(prefix.clone()))?;
+        let network = network_of(&prefix).ok_or_else(|| AddressError::UnknownPrefix(prefix.clone()))?;
         let bytes: Vec<u8> = checked.byte_iter().collect();
-        let (&version, payload) = bytes
-            .split_first()
-            .ok_or(AddressError::UnsupportedLock { version: 0, len: 0 })?;
-        let lock = Lock {
-            version,
-            payload: payload.to_vec(),
-        };
-        let usable =
-            version == LOCK_VERSION_KEY && lock.key_bytes().is_some_and(|key| is_valid_key(&key));
+        let (&version, payload) =
+            bytes.split_first().ok_or(AddressError::UnsupportedLock { version: 0, len: 0 })?;
+        let lock = Lock { version, payload: payload.to_vec() };
+        let usable = version == LOCK_VERSION_KEY && lock.key_bytes().is_some_and(|key| is_valid_key(&key));
         if !usable {
-            return Err(AddressError::UnsupportedLock {
-                version,
-                len: payload.len(),
-            });
+            return Err(AddressError::UnsupportedLock { version, len: payload.len() });
         }
         let address = Self { network, lock };
         // Refuses non-zero padding and other forms that do not re-encode to themselves.
@@ -119,10 +105,7 @@ impl Address {
     pub fn parse_for(text: &str, network: Network) -> Result<Self, AddressError> {
         let address = Self::parse_any(text)?;
         if address.network != network {
-            return Err(AddressError::WrongNetwork {
-                found: address.network,
-                expected: network,
-            });
+            return Err(AddressError::WrongNetwork { found: address.network, expected: network });
         }
         Ok(address)
     }
@@ -133,8 +116,7 @@ impl fmt::Display for Address {
         let mut data = Vec::with_capacity(1 + self.lock.payload.len());
         data.push(self.lock.version);
         data.extend_from_slice(&self.lock.payload);
-        bech32::encode_lower_to_fmt::<Bech32m, _>(f, hrp_of(self.network), &data)
-            .map_err(|_| fmt::Error)
+        bech32::encode_lower_to_fmt::<Bech32m, _>(f, hrp_of(self.network), &data).map_err(|_| fmt::Error)
     }
 }
 
@@ -148,13 +130,8 @@ pub fn decode_bech32m_raw(text: &str) -> Result<(String, Vec<u8>), String> {
         return Err(format!("{} characters is over the limit", text.len()));
     }
     let unchecked = UncheckedHrpstring::new(text).map_err(|e| e.to_string())?;
-    unchecked
-        .validate_checksum::<Bech32m>()
-        .map_err(|e| e.to_string())?;
+    unchecked.validate_checksum::<Bech32m>().map_err(|e| e.to_string())?;
     let checked = CheckedHrpstring::new::<Bech32m>(text).map_err(|e| e.to_string())?;
-    let fes = checked
-        .fe32_iter::<core::iter::Empty<u8>>()
-        .map(|fe| fe.to_u8())
-        .collect();
+    let fes = checked.fe32_iter::<core::iter::Empty<u8>>().map(|fe| fe.to_u8()).collect();
     Ok((checked.hrp().to_string(), fes))
 }

@@ -76,10 +76,7 @@ impl Amount {
     /// # Errors
     /// [`AmountError::SumOverflow`].
     pub fn checked_add(self, other: Self) -> Result<Self, AmountError> {
-        let sum = self
-            .0
-            .checked_add(other.0)
-            .ok_or(AmountError::SumOverflow)?;
+        let sum = self.0.checked_add(other.0).ok_or(AmountError::SumOverflow)?;
         Self::from_base_units(sum).map_err(|_| AmountError::SumOverflow)
     }
 
@@ -91,10 +88,7 @@ impl Amount {
         self.0
             .checked_sub(other.0)
             .map(Self)
-            .ok_or(AmountError::Negative {
-                minuend: self.0,
-                subtrahend: other.0,
-            })
+            .ok_or(AmountError::Negative { minuend: self.0, subtrahend: other.0 })
     }
 
     /// Sums amounts, refusing any partial sum above [`MAX_MONEY`].
@@ -130,19 +124,12 @@ impl FromStr for Amount {
         {
             return Err(bad());
         }
-        let whole: u64 = if whole.is_empty() {
-            0
-        } else {
-            whole.parse().map_err(|_| bad())?
-        };
+        let whole: u64 = if whole.is_empty() { 0 } else { whole.parse().map_err(|_| bad())? };
         let mut fraction_units = 0u64;
         for (i, digit) in fraction.bytes().enumerate() {
             fraction_units += u64::from(digit - b'0') * 10u64.pow(7 - i as u32);
         }
-        let units = whole
-            .checked_mul(COIN)
-            .and_then(|w| w.checked_add(fraction_units))
-            .ok_or_else(bad)?;
+        let units = whole.checked_mul(COIN).and_then(|w| w.checked_add(fraction_units)).ok_or_else(bad)?;
         Self::from_base_units(units)
     }
 }
@@ -154,10 +141,7 @@ mod tests {
     #[test]
     fn max_money_is_accepted_and_one_more_is_not() {
         assert_eq!(Amount::from_base_units(MAX_MONEY), Ok(Amount::MAX));
-        assert_eq!(
-            Amount::from_base_units(MAX_MONEY + 1),
-            Err(AmountError::AboveMax(MAX_MONEY + 1))
-        );
+        assert_eq!(Amount::from_base_units(MAX_MONEY + 1), Err(AmountError::AboveMax(MAX_MONEY + 1)));
     }
 
     #[test]
@@ -167,13 +151,7 @@ mod tests {
         assert_eq!(half.checked_add(rest), Ok(Amount::MAX));
         let one = Amount::from_base_units(1).expect("one");
         assert_eq!(Amount::MAX.checked_add(one), Err(AmountError::SumOverflow));
-        assert_eq!(
-            Amount::ZERO.checked_sub(one),
-            Err(AmountError::Negative {
-                minuend: 0,
-                subtrahend: 1
-            })
-        );
+        assert_eq!(Amount::ZERO.checked_sub(one), Err(AmountError::Negative { minuend: 0, subtrahend: 1 }));
     }
 
     #[test]
@@ -190,17 +168,7 @@ mod tests {
             let shown = amount.to_string();
             assert_eq!(shown.parse::<Amount>(), Ok(amount));
         }
-        for bad in [
-            "",
-            ".",
-            "1.",
-            "-1",
-            "1.000000001",
-            "1e5",
-            "21000000.00000001",
-            "abc",
-            "1.2.3",
-        ] {
+        for bad in ["", ".", "1.", "-1", "1.000000001", "1e5", "21000000.00000001", "abc", "1.2.3"] {
             assert!(bad.parse::<Amount>().is_err(), "{bad:?} should be refused");
         }
     }

@@ -44,16 +44,11 @@ pub struct AsertParams {
 /// `anchor_target * factor * 2^shifts / 65536`, at least 1 and at most the
 /// proof-of-work limit.
 #[must_use]
-pub fn next_target(
-    anchor: &AsertAnchor,
-    params: &AsertParams,
-    height: u64,
-    time: i64,
-) -> CompactTarget {
+pub fn next_target(anchor: &AsertAnchor, params: &AsertParams, height: u64, time: i64) -> CompactTarget {
     let time_diff = i128::from(time) - i128::from(anchor.parent_time);
     let height_diff = i128::from(height) - i128::from(anchor.height);
-    let exponent = (time_diff - i128::from(params.spacing) * (height_diff + 1)) * 65536
-        / i128::from(params.half_life);
+    let exponent =
+        (time_diff - i128::from(params.spacing) * (height_diff + 1)) * 65536 / i128::from(params.half_life);
     let shifts = exponent >> 16; // arithmetic shift: floor
     let frac = (exponent - shifts * 65536) as u128; // 0 <= frac < 65536
                                                     // The reference computes this in u64, where it just fits; u128 is exact too.
@@ -65,11 +60,7 @@ pub fn next_target(
             >> 48) as u64;
     let pow_limit = params.pow_limit.to_u256();
     // anchor target <= pow limit < 2^256 / 2^17, so the product fits.
-    let product = anchor
-        .target
-        .to_u256()
-        .checked_mul_u64(factor)
-        .unwrap_or(U256::MAX);
+    let product = anchor.target.to_u256().checked_mul_u64(factor).unwrap_or(U256::MAX);
     let shifts = shifts - 16;
     let next = if shifts <= 0 {
         product >> u32::try_from(-shifts).unwrap_or(u32::MAX)

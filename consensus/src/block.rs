@@ -3,7 +3,7 @@
 use crate::encode::{Decode, DecodeError, Encode, Reader};
 use crate::hash::{sha256d, BlockHash, MerkleRoot};
 use crate::pow::CompactTarget;
-use crate::transaction::{Transaction, MIN_TRANSACTION_SIZE};
+use crate::transaction::{Transaction, MIN_ENCODED_TRANSACTION_SIZE};
 
 /// Serialized size of a header.
 pub const HEADER_SIZE: usize = 80;
@@ -48,9 +48,7 @@ impl BlockHeader {
     /// Reads the 80 bytes.
     #[must_use]
     pub fn from_bytes(bytes: &[u8; HEADER_SIZE]) -> Self {
-        let word = |at: usize| {
-            u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
-        };
+        let word = |at: usize| u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
         let hash = |at: usize| {
             let mut out = [0u8; 32];
             out.copy_from_slice(&bytes[at..at + 32]);
@@ -106,11 +104,7 @@ impl Block {
     pub fn size(&self) -> usize {
         HEADER_SIZE
             + crate::encode::compact_size_len(self.transactions.len() as u64)
-            + self
-                .transactions
-                .iter()
-                .map(Transaction::size)
-                .sum::<usize>()
+            + self.transactions.iter().map(Transaction::size).sum::<usize>()
     }
 }
 
@@ -129,7 +123,7 @@ impl Decode for Block {
     fn decode_from(reader: &mut Reader<'_>) -> Result<Self, DecodeError> {
         let start = reader.position();
         let header = BlockHeader::decode_from(reader)?;
-        let count = reader.count("transaction", MIN_TRANSACTION_SIZE)?;
+        let count = reader.count("transaction", MIN_ENCODED_TRANSACTION_SIZE)?;
         let mut transactions = Vec::with_capacity(count);
         for _ in 0..count {
             transactions.push(Transaction::decode_from(reader)?);
@@ -142,10 +136,7 @@ impl Decode for Block {
                 });
             }
         }
-        Ok(Self {
-            header,
-            transactions,
-        })
+        Ok(Self { header, transactions })
     }
 
     fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {

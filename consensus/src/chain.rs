@@ -47,21 +47,13 @@ pub fn check_header(header: &BlockHeader, params: &Params) -> Result<(), HeaderE
     }
     let hash = header.block_hash();
     if !target.is_met_by(hash) {
-        return Err(HeaderError::InsufficientWork {
-            hash,
-            bits: header.bits,
-        });
+        return Err(HeaderError::InsufficientWork { hash, bits: header.bits });
     }
     Ok(())
 }
 
-fn ancestor(
-    ancestry: &(impl HeaderAncestry + ?Sized),
-    height: u32,
-) -> Result<BlockHeader, HeaderError> {
-    ancestry
-        .header_at(height)
-        .ok_or(HeaderError::MissingAncestor(height))
+fn ancestor(ancestry: &(impl HeaderAncestry + ?Sized), height: u32) -> Result<BlockHeader, HeaderError> {
+    ancestry.header_at(height).ok_or(HeaderError::MissingAncestor(height))
 }
 
 /// The median time of the block at `tip_height` and up to 10 before it
@@ -111,26 +103,15 @@ pub fn next_bits(
                 parent_time: i64::from(anchor_block.time) - asert.spacing,
                 target: genesis_bits.to_target()?,
             };
-            Ok(next_target(
-                &anchor,
-                &asert,
-                u64::from(tip_height),
-                i64::from(tip.time),
-            ))
+            Ok(next_target(&anchor, &asert, u64::from(tip_height), i64::from(tip.time)))
         }
         DifficultyRule::BitcoinRetarget { interval, timespan } => {
             let tip = ancestor(ancestry, tip_height)?;
-            if (tip_height + 1) % interval != 0 {
+            if !(tip_height + 1).is_multiple_of(interval) {
                 return Ok(tip.bits);
             }
             let first = ancestor(ancestry, tip_height + 1 - interval)?;
-            Ok(bitcoin_retarget(
-                tip.bits,
-                first.time,
-                tip.time,
-                timespan,
-                params.pow_limit,
-            )?)
+            Ok(bitcoin_retarget(tip.bits, first.time, tip.time, timespan, params.pow_limit)?)
         }
     }
 }
@@ -151,14 +132,8 @@ pub fn bitcoin_retarget(
     let target = last_bits.to_target()?.to_u256();
     let scaled = target
         .checked_mul_u64(actual as u64)
-        .map_or(pow_limit.to_u256(), |product| {
-            product.div_u64(timespan as u64)
-        });
-    let limited = if scaled > pow_limit.to_u256() {
-        pow_limit.to_u256()
-    } else {
-        scaled
-    };
+        .map_or(pow_limit.to_u256(), |product| product.div_u64(timespan as u64));
+    let limited = if scaled > pow_limit.to_u256() { pow_limit.to_u256() } else { scaled };
     Ok(CompactTarget::encode_raw(limited.max(U256::ONE), false))
 }
 
@@ -185,31 +160,19 @@ pub fn check_header_contextual(
     let tip = ancestor(ancestry, tip_height)?;
     let tip_hash = tip.block_hash();
     if header.prev_block != tip_hash {
-        return Err(HeaderError::PrevMismatch {
-            expected: tip_hash,
-            got: header.prev_block,
-        });
+        return Err(HeaderError::PrevMismatch { expected: tip_hash, got: header.prev_block });
     }
     let expected = next_bits(params, ancestry, tip_height)?;
     if header.bits != expected {
-        return Err(HeaderError::UnexpectedBits {
-            expected,
-            got: header.bits,
-        });
+        return Err(HeaderError::UnexpectedBits { expected, got: header.bits });
     }
     let median = median_time_past(ancestry, tip_height)?;
     if header.time <= median {
-        return Err(HeaderError::TimeTooOld {
-            time: header.time,
-            median,
-        });
+        return Err(HeaderError::TimeTooOld { time: header.time, median });
     }
     let max = now + u64::from(params.max_future_block_time);
     if u64::from(header.time) > max {
-        return Err(HeaderError::TimeTooNew {
-            time: header.time,
-            max,
-        });
+        return Err(HeaderError::TimeTooNew { time: header.time, max });
     }
     Ok(())
 }

@@ -61,9 +61,7 @@ pub struct SequentialVerifier {
 
 impl Default for SequentialVerifier {
     fn default() -> Self {
-        Self {
-            secp: Secp256k1::verification_only(),
-        }
+        Self { secp: Secp256k1::verification_only() }
     }
 }
 
@@ -98,29 +96,18 @@ pub fn check_transaction(tx: &Transaction) -> Result<(), TxError> {
     }
     let size = tx.size();
     if size > MAX_BLOCK_SIZE {
-        return Err(TxError::TooLarge {
-            size,
-            limit: MAX_BLOCK_SIZE,
-        });
+        return Err(TxError::TooLarge { size, limit: MAX_BLOCK_SIZE });
     }
     if size == 64 || tx.base_size() == 64 {
         return Err(TxError::SixtyFourBytes);
     }
     for (index, output) in tx.outputs.iter().enumerate() {
         if output.lock.version != LOCK_VERSION_KEY {
-            return Err(TxError::UnknownLockVersion {
-                output: index,
-                version: output.lock.version,
-            });
+            return Err(TxError::UnknownLockVersion { output: index, version: output.lock.version });
         }
         match output.lock.key_bytes() {
             Some(key) if is_valid_key(&key) => {}
-            _ => {
-                return Err(TxError::InvalidLockKey {
-                    output: index,
-                    len: output.lock.payload.len(),
-                })
-            }
+            _ => return Err(TxError::InvalidLockKey { output: index, len: output.lock.payload.len() }),
         }
     }
     Amount::sum(tx.outputs.iter().map(|o| o.amount)).map_err(|_| TxError::OutputSumOverflow)?;
@@ -137,10 +124,7 @@ pub fn check_transaction(tx: &Transaction) -> Result<(), TxError> {
             return Err(TxError::NullPrevout(index));
         }
         if !input.data.is_empty() {
-            return Err(TxError::InputData {
-                input: index,
-                len: input.data.len(),
-            });
+            return Err(TxError::InputData { input: index, len: input.data.len() });
         }
         if !seen.insert(input.prevout) {
             return Err(TxError::DuplicateInput(input.prevout));
@@ -161,11 +145,7 @@ pub fn is_final(tx: &Transaction, height: u32, median_time: u32) -> bool {
     if tx.lock_time == 0 {
         return true;
     }
-    let bound = if tx.lock_time < LOCKTIME_THRESHOLD {
-        height
-    } else {
-        median_time
-    };
+    let bound = if tx.lock_time < LOCKTIME_THRESHOLD { height } else { median_time };
     tx.lock_time < bound || tx.inputs.iter().all(|i| i.sequence == SEQUENCE_FINAL)
 }
 
@@ -206,11 +186,7 @@ pub fn check_inputs(
         return Err(TxError::UnexpectedCoinbase);
     }
     if !is_final(tx, height, median_time) {
-        return Err(TxError::NotFinal {
-            lock_time: tx.lock_time,
-            height,
-            median_time,
-        });
+        return Err(TxError::NotFinal { lock_time: tx.lock_time, height, median_time });
     }
     let mut total_in = Amount::ZERO;
     for (index, coin) in coins.iter().enumerate() {
@@ -222,18 +198,14 @@ pub fn check_inputs(
                 maturity: params.coinbase_maturity,
             });
         }
-        total_in = total_in
-            .checked_add(coin.output.amount)
-            .map_err(|_| TxError::InputSumOverflow)?;
+        total_in = total_in.checked_add(coin.output.amount).map_err(|_| TxError::InputSumOverflow)?;
     }
     let total_out =
         Amount::sum(tx.outputs.iter().map(|o| o.amount)).map_err(|_| TxError::OutputSumOverflow)?;
-    let fee = total_in
-        .checked_sub(total_out)
-        .map_err(|_| TxError::OutputsExceedInputs {
-            inputs: total_in.to_base_units(),
-            outputs: total_out.to_base_units(),
-        })?;
+    let fee = total_in.checked_sub(total_out).map_err(|_| TxError::OutputsExceedInputs {
+        inputs: total_in.to_base_units(),
+        outputs: total_out.to_base_units(),
+    })?;
     let spent: Vec<&TxOut> = coins.iter().map(|c| &c.output).collect();
     let cache = SighashCache::new(tx, &spent, params.genesis_hash);
     let mut signatures = Vec::with_capacity(tx.inputs.len());
@@ -243,24 +215,12 @@ pub fn check_inputs(
             .output
             .lock
             .key_bytes()
-            .ok_or(TxError::UnknownLockVersion {
-                output: index,
-                version: coin.output.lock.version,
-            })?;
+            .ok_or(TxError::UnknownLockVersion { output: index, version: coin.output.lock.version })?;
         let signature: [u8; 64] = match input.witness.as_slice() {
-            [item] => item
-                .as_slice()
-                .try_into()
-                .map_err(|_| TxError::BadWitness {
-                    input: index,
-                    items: 1,
-                })?,
-            items => {
-                return Err(TxError::BadWitness {
-                    input: index,
-                    items: items.len(),
-                })
+            [item] => {
+                item.as_slice().try_into().map_err(|_| TxError::BadWitness { input: index, items: 1 })?
             }
+            items => return Err(TxError::BadWitness { input: index, items: items.len() }),
         };
         signatures.push(SignatureCheck {
             input: index,
@@ -298,36 +258,28 @@ pub fn check_block(block: &Block, params: &Params) -> Result<(), BlockError> {
     }
     let merkle = block_merkle_root(block);
     if merkle.root != block.header.merkle_root {
-        return Err(BlockError::MerkleMismatch {
-            computed: merkle.root,
-            header: block.header.merkle_root,
-        });
+        return Err(BlockError::MerkleMismatch { computed: merkle.root, header: block.header.merkle_root });
     }
     if merkle.mutated {
         return Err(BlockError::MutatedMerkle);
+    }
+    // The header commits to the first transaction's txid, hence to whether it
+    // is a coinbase, but not to its witness.
+    if !coinbase.is_coinbase() {
+        return Err(BlockError::FirstNotCoinbase);
     }
     if coinbase.inputs.iter().any(|i| !i.witness.is_empty()) {
         return Err(BlockError::CoinbaseWitness);
     }
     let size = block.size();
     if size > MAX_BLOCK_SIZE {
-        return Err(BlockError::TooLarge {
-            size,
-            limit: MAX_BLOCK_SIZE,
-        });
-    }
-    if !coinbase.is_coinbase() {
-        return Err(BlockError::FirstNotCoinbase);
+        return Err(BlockError::TooLarge { size, limit: MAX_BLOCK_SIZE });
     }
     for (index, tx) in block.transactions.iter().enumerate() {
         if index > 0 && tx.is_coinbase() {
             return Err(BlockError::ExtraCoinbase(index));
         }
-        check_transaction(tx).map_err(|error| BlockError::Transaction {
-            index,
-            txid: tx.txid(),
-            error,
-        })?;
+        check_transaction(tx).map_err(|error| BlockError::Transaction { index, txid: tx.txid(), error })?;
     }
     Ok(())
 }
@@ -375,10 +327,7 @@ pub fn connect_block(
     params: &Params,
     verifier: &impl SignatureVerifier,
 ) -> Result<BlockChanges, BlockError> {
-    let BlockContext {
-        height,
-        median_time,
-    } = context;
+    let BlockContext { height, median_time } = context;
     let coinbase = &block.transactions[0];
     if !coinbase.inputs[0].data.starts_with(&height.to_le_bytes()) {
         return Err(BlockError::CoinbaseHeight { expected: height });
@@ -389,11 +338,7 @@ pub fn connect_block(
         error,
     };
     if !is_final(coinbase, height, median_time) {
-        let error = TxError::NotFinal {
-            lock_time: coinbase.lock_time,
-            height,
-            median_time,
-        };
+        let error = TxError::NotFinal { lock_time: coinbase.lock_time, height, median_time };
         return Err(tx_error(0, coinbase, error));
     }
 
@@ -416,53 +361,30 @@ pub fn connect_block(
                 } else if spent_outpoints.contains(&input.prevout) {
                     None
                 } else {
-                    view.coin(&input.prevout)
-                        .inspect(|coin| spent.push((input.prevout, coin.clone())))
+                    view.coin(&input.prevout).inspect(|coin| spent.push((input.prevout, coin.clone())))
                 }
                 .ok_or_else(|| {
-                    tx_error(
-                        index,
-                        tx,
-                        TxError::MissingInput {
-                            input: input_index,
-                            outpoint: input.prevout,
-                        },
-                    )
+                    tx_error(index, tx, TxError::MissingInput { input: input_index, outpoint: input.prevout })
                 })?;
                 spent_outpoints.insert(input.prevout);
                 coins.push(coin);
             }
             let checked = check_inputs(tx, &coins, height, median_time, params)
                 .map_err(|error| tx_error(index, tx, error))?;
-            fees = fees
-                .checked_add(checked.fee)
-                .map_err(|e| tx_error(index, tx, e.into()))?;
+            fees = fees.checked_add(checked.fee).map_err(|e| tx_error(index, tx, e.into()))?;
             signature_owner.extend(std::iter::repeat_n(index, checked.signatures.len()));
             signatures.extend(checked.signatures);
         }
         for (vout, output) in tx.outputs.iter().enumerate() {
-            let outpoint = OutPoint {
-                txid,
-                index: vout as u32,
-            };
-            created.insert(
-                outpoint,
-                Coin {
-                    output: output.clone(),
-                    height,
-                    is_coinbase: index == 0,
-                },
-            );
+            let outpoint = OutPoint { txid, index: vout as u32 };
+            created.insert(outpoint, Coin { output: output.clone(), height, is_coinbase: index == 0 });
             created_order.push(outpoint);
         }
     }
 
     let paid = Amount::sum(coinbase.outputs.iter().map(|o| o.amount))
         .map_err(|e| tx_error(0, coinbase, e.into()))?;
-    let allowed = params
-        .subsidy(height)
-        .checked_add(fees)
-        .map_err(|e| tx_error(0, coinbase, e.into()))?;
+    let allowed = params.subsidy(height).checked_add(fees).map_err(|e| tx_error(0, coinbase, e.into()))?;
     if paid > allowed {
         return Err(BlockError::CoinbaseOverpays {
             paid: paid.to_base_units(),
@@ -473,22 +395,12 @@ pub fn connect_block(
     if let Some(failed) = verifier.first_failure(&signatures) {
         let index = signature_owner[failed];
         let tx = &block.transactions[index];
-        return Err(tx_error(
-            index,
-            tx,
-            TxError::BadSignature {
-                input: signatures[failed].input,
-            },
-        ));
+        return Err(tx_error(index, tx, TxError::BadSignature { input: signatures[failed].input }));
     }
 
     let created = created_order
         .into_iter()
         .filter_map(|outpoint| created.remove(&outpoint).map(|coin| (outpoint, coin)))
         .collect();
-    Ok(BlockChanges {
-        spent,
-        created,
-        fees,
-    })
+    Ok(BlockChanges { spent, created, fees })
 }

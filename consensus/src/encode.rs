@@ -91,10 +91,7 @@ impl<'a> Reader<'a> {
     /// [`DecodeError::UnexpectedEnd`] when fewer remain.
     pub fn take(&mut self, len: usize) -> Result<&'a [u8], DecodeError> {
         if len > self.remaining() {
-            return Err(DecodeError::UnexpectedEnd {
-                needed: len - self.remaining(),
-                offset: self.offset,
-            });
+            return Err(DecodeError::UnexpectedEnd { needed: len - self.remaining(), offset: self.offset });
         }
         let slice = &self.data[self.offset..self.offset + len];
         self.offset += len;
@@ -166,11 +163,7 @@ impl<'a> Reader<'a> {
     ///
     /// # Errors
     /// [`DecodeError::CountTooLarge`] when the input cannot back the count.
-    pub fn count(
-        &mut self,
-        what: &'static str,
-        min_item_size: usize,
-    ) -> Result<usize, DecodeError> {
+    pub fn count(&mut self, what: &'static str, min_item_size: usize) -> Result<usize, DecodeError> {
         let count = self.compact_size()?;
         let remaining = self.remaining();
         let fits = usize::try_from(count)
@@ -178,17 +171,9 @@ impl<'a> Reader<'a> {
             .and_then(|n| n.checked_mul(min_item_size.max(1)))
             .is_some_and(|bytes| bytes <= remaining);
         if !fits {
-            return Err(DecodeError::CountTooLarge {
-                what,
-                count,
-                remaining,
-            });
+            return Err(DecodeError::CountTooLarge { what, count, remaining });
         }
-        usize::try_from(count).map_err(|_| DecodeError::CountTooLarge {
-            what,
-            count,
-            remaining,
-        })
+        usize::try_from(count).map_err(|_| DecodeError::CountTooLarge { what, count, remaining })
     }
 
     /// Reads a CompactSize length and that many bytes.
@@ -277,16 +262,7 @@ mod tests {
 
     #[test]
     fn compact_size_boundaries() {
-        for value in [
-            0u64,
-            0xfc,
-            0xfd,
-            0xffff,
-            0x1_0000,
-            0xffff_ffff,
-            0x1_0000_0000,
-            u64::MAX,
-        ] {
+        for value in [0u64, 0xfc, 0xfd, 0xffff, 0x1_0000, 0xffff_ffff, 0x1_0000_0000, u64::MAX] {
             let mut out = Vec::new();
             write_compact_size(&mut out, value);
             assert_eq!(out.len(), compact_size_len(value));
@@ -298,10 +274,7 @@ mod tests {
     fn non_minimal_compact_size_is_refused_at_each_boundary() {
         // One step below each form's minimum is refused, the minimum itself is fine.
         assert_eq!(compact(&[0xfd, 0xfd, 0x00]), Ok(0xfd));
-        assert_eq!(
-            compact(&[0xfd, 0xfc, 0x00]),
-            Err(DecodeError::NonMinimalCompactSize { value: 0xfc })
-        );
+        assert_eq!(compact(&[0xfd, 0xfc, 0x00]), Err(DecodeError::NonMinimalCompactSize { value: 0xfc }));
         assert_eq!(compact(&[0xfe, 0x00, 0x00, 0x01, 0x00]), Ok(0x1_0000));
         assert_eq!(
             compact(&[0xfe, 0xff, 0xff, 0x00, 0x00]),
@@ -320,11 +293,7 @@ mod tests {
         let mut reader = Reader::new(&[0xff, 0, 0, 0, 0, 1, 0, 0, 0, 1, 2, 3]);
         assert!(matches!(
             reader.count("output", 10),
-            Err(DecodeError::CountTooLarge {
-                count: 0x1_0000_0000,
-                remaining: 3,
-                ..
-            })
+            Err(DecodeError::CountTooLarge { count: 0x1_0000_0000, remaining: 3, .. })
         ));
         // Exactly enough bytes is accepted; one item more is not.
         let mut reader = Reader::new(&[2, 0, 0, 0, 0]);
@@ -336,12 +305,6 @@ mod tests {
     #[test]
     fn truncated_input_is_an_error() {
         let mut reader = Reader::new(&[1, 2, 3]);
-        assert_eq!(
-            reader.u32(),
-            Err(DecodeError::UnexpectedEnd {
-                needed: 1,
-                offset: 0
-            })
-        );
+        assert_eq!(reader.u32(), Err(DecodeError::UnexpectedEnd { needed: 1, offset: 0 }));
     }
 }

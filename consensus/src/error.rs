@@ -48,9 +48,7 @@ pub enum HeaderError {
     },
     /// The time is too far ahead of the node's clock. Not a mark of
     /// invalidity: the same header may be fine later.
-    #[error(
-        "time {time} is more than the allowed bound ahead of the clock (latest allowed {max})"
-    )]
+    #[error("time {time} is more than the allowed bound ahead of the clock (latest allowed {max})")]
     TimeTooNew {
         /// The header's time.
         time: u32,

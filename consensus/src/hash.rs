@@ -51,10 +51,7 @@ pub(crate) fn decode_hex_into(text: &str, out: &mut [u8]) -> Result<(), HashPars
         return Err(HashParseError::Length(text.chars().count()));
     }
     let digit = |c: u8| -> Result<u8, HashParseError> {
-        (c as char)
-            .to_digit(16)
-            .map(|d| d as u8)
-            .ok_or(HashParseError::Digit(c as char))
+        (c as char).to_digit(16).map(|d| d as u8).ok_or(HashParseError::Digit(c as char))
     };
     for (i, pair) in text.as_bytes().chunks_exact(2).enumerate() {
         out[i] = (digit(pair[0])? << 4) | digit(pair[1])?;

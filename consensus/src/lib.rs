@@ -48,3 +48,10 @@ pub use hash::{BlockHash, MerkleRoot, Txid, Wtxid};
 pub use params::{Network, Params};
 pub use pow::{CompactTarget, Target, Work, U256};
 pub use transaction::{Lock, OutPoint, Transaction, TxIn, TxOut};
+
+#[cfg(test)]
+mod prop_tests;
+#[cfg(test)]
+mod rules_tests;
+#[cfg(test)]
+mod testkit;

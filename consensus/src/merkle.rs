@@ -30,10 +30,7 @@ fn hash_pair(left: &[u8; 32], right: &[u8; 32]) -> [u8; 32] {
 #[must_use]
 pub fn compute_root(leaves: &[[u8; 32]]) -> MerkleComputation {
     if leaves.is_empty() {
-        return MerkleComputation {
-            root: MerkleRoot::ZERO,
-            mutated: false,
-        };
+        return MerkleComputation { root: MerkleRoot::ZERO, mutated: false };
     }
     let mut level = leaves.to_vec();
     let mut mutated = false;
@@ -47,15 +44,9 @@ pub fn compute_root(leaves: &[[u8; 32]]) -> MerkleComputation {
             let last = *level.last().expect("non-empty level");
             level.push(last);
         }
-        level = level
-            .chunks_exact(2)
-            .map(|pair| hash_pair(&pair[0], &pair[1]))
-            .collect();
+        level = level.chunks_exact(2).map(|pair| hash_pair(&pair[0], &pair[1])).collect();
     }
-    MerkleComputation {
-        root: MerkleRoot::from_byte_array(level[0]),
-        mutated,
-    }
+    MerkleComputation { root: MerkleRoot::from_byte_array(level[0]), mutated }
 }
 
 /// The leaves a block commits to: coinbase txid, then the others' wtxids.
@@ -65,13 +56,7 @@ pub fn block_leaves(block: &Block) -> Vec<[u8; 32]> {
         .transactions
         .iter()
         .enumerate()
-        .map(|(i, tx)| {
-            if i == 0 {
-                tx.txid().to_byte_array()
-            } else {
-                tx.wtxid().to_byte_array()
-            }
-        })
+        .map(|(i, tx)| if i == 0 { tx.txid().to_byte_array() } else { tx.wtxid().to_byte_array() })
         .collect()
 }
 
@@ -93,10 +78,7 @@ pub fn coinbase_branch(leaves: &[[u8; 32]]) -> Vec<[u8; 32]> {
             let last = *level.last().expect("non-empty level");
             level.push(last);
         }
-        level = level
-            .chunks_exact(2)
-            .map(|pair| hash_pair(&pair[0], &pair[1]))
-            .collect();
+        level = level.chunks_exact(2).map(|pair| hash_pair(&pair[0], &pair[1])).collect();
     }
     branch
 }
@@ -104,9 +86,7 @@ pub fn coinbase_branch(leaves: &[[u8; 32]]) -> Vec<[u8; 32]> {
 /// The root from a coinbase txid and its [`coinbase_branch`].
 #[must_use]
 pub fn root_from_coinbase(coinbase_txid: [u8; 32], branch: &[[u8; 32]]) -> MerkleRoot {
-    let root = branch
-        .iter()
-        .fold(coinbase_txid, |node, sibling| hash_pair(&node, sibling));
+    let root = branch.iter().fold(coinbase_txid, |node, sibling| hash_pair(&node, sibling));
     MerkleRoot::from_byte_array(root)
 }
 
@@ -134,11 +114,7 @@ mod tests {
         for count in 1..=17u8 {
             let leaves: Vec<_> = (1..=count).map(leaf).collect();
             let branch = coinbase_branch(&leaves);
-            assert_eq!(
-                root_from_coinbase(leaves[0], &branch),
-                compute_root(&leaves).root,
-                "{count} leaves"
-            );
+            assert_eq!(root_from_coinbase(leaves[0], &branch), compute_root(&leaves).root, "{count} leaves");
         }
     }
 }

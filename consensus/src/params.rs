@@ -65,10 +65,7 @@ impl FromStr for Network {
     type Err = UnknownNetwork;
 
     fn from_str(name: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|n| n.name() == name)
-            .ok_or_else(|| UnknownNetwork(name.to_owned()))
+        Self::ALL.into_iter().find(|n| n.name() == name).ok_or_else(|| UnknownNetwork(name.to_owned()))
     }
 }
 
@@ -127,8 +124,8 @@ pub struct Params {
 /// The x-only key of the genesis coinbase's output: BIP-341's "nothing up my
 /// sleeve" point H, whose discrete logarithm nobody knows.
 pub const UNSPENDABLE_KEY: [u8; 32] = [
-    0x50, 0x92, 0x9b, 0x74, 0xc1, 0xa0, 0x49, 0x54, 0xb7, 0x8b, 0x4b, 0x60, 0x35, 0xe9, 0x7a, 0x5e,
-    0x07, 0x8a, 0x5a, 0x0f, 0x28, 0xec, 0x96, 0xd5, 0x47, 0xbf, 0xee, 0x9a, 0xce, 0x80, 0x3a, 0xc0,
+    0x50, 0x92, 0x9b, 0x74, 0xc1, 0xa0, 0x49, 0x54, 0xb7, 0x8b, 0x4b, 0x60, 0x35, 0xe9, 0x7a, 0x5e, 0x07,
+    0x8a, 0x5a, 0x0f, 0x28, 0xec, 0x96, 0xd5, 0x47, 0xbf, 0xee, 0x9a, 0xce, 0x80, 0x3a, 0xc0,
 ];
 
 /// Genesis time of every network: 2026-11-24T00:00:00Z (plus seconds where a
@@ -144,28 +141,13 @@ pub fn genesis_block(message: &str, time: u32, bits: CompactTarget, nonce: u32) 
     data.extend_from_slice(message.as_bytes());
     let coinbase = Transaction {
         version: 1,
-        inputs: vec![TxIn {
-            prevout: OutPoint::NULL,
-            data,
-            sequence: SEQUENCE_FINAL,
-            witness: Vec::new(),
-        }],
-        outputs: vec![TxOut {
-            amount: Amount::ZERO,
-            lock: Lock::key(UNSPENDABLE_KEY),
-        }],
+        inputs: vec![TxIn { prevout: OutPoint::NULL, data, sequence: SEQUENCE_FINAL, witness: Vec::new() }],
+        outputs: vec![TxOut { amount: Amount::ZERO, lock: Lock::key(UNSPENDABLE_KEY) }],
         lock_time: 0,
     };
     let merkle_root = MerkleRoot::from_byte_array(coinbase.txid().to_byte_array());
     Block {
-        header: BlockHeader {
-            version: 1,
-            prev_block: BlockHash::ZERO,
-            merkle_root,
-            time,
-            bits,
-            nonce,
-        },
+        header: BlockHeader { version: 1, prev_block: BlockHash::ZERO, merkle_root, time, bits, nonce },
         transactions: vec![coinbase],
     }
 }
@@ -213,28 +195,17 @@ impl Params {
     pub fn for_network(network: Network) -> Self {
         let c = constants(network);
         let bits = CompactTarget::from_consensus(c.bits);
-        let pow_limit = bits
-            .to_target()
-            .expect("genesis bits encode a valid target");
+        let pow_limit = bits.to_target().expect("genesis bits encode a valid target");
         let genesis = genesis_block(c.message, c.time, bits, c.nonce);
         let genesis_hash = genesis.block_hash();
         let (difficulty, target_spacing) = match network {
             Network::Main => (
-                DifficultyRule::Asert(AsertParams {
-                    spacing: 600,
-                    half_life: 2 * 24 * 3600,
-                    pow_limit,
-                }),
+                DifficultyRule::Asert(AsertParams { spacing: 600, half_life: 2 * 24 * 3600, pow_limit }),
                 600,
             ),
-            Network::Devnet => (
-                DifficultyRule::Asert(AsertParams {
-                    spacing: 10,
-                    half_life: 600,
-                    pow_limit,
-                }),
-                10,
-            ),
+            Network::Devnet => {
+                (DifficultyRule::Asert(AsertParams { spacing: 10, half_life: 600, pow_limit }), 10)
+            }
             Network::Regtest => (DifficultyRule::Fixed, 1),
         };
         let (address_prefix, p2p, rpc) = match network {
@@ -250,11 +221,7 @@ impl Params {
             difficulty,
             target_spacing,
             max_future_block_time: 2 * 60 * 60,
-            halving_interval: if network == Network::Regtest {
-                150
-            } else {
-                210_000
-            },
+            halving_interval: if network == Network::Regtest { 150 } else { 210_000 },
             coinbase_maturity: 100,
             address_prefix,
             default_p2p_port: p2p,
@@ -273,10 +240,7 @@ impl Params {
         let mut params = Self::for_network(Network::Main);
         let bits = CompactTarget::from_consensus(0x1d00_ffff);
         params.pow_limit = bits.to_target().expect("valid target");
-        params.difficulty = DifficultyRule::BitcoinRetarget {
-            interval: 2016,
-            timespan: 14 * 24 * 3600,
-        };
+        params.difficulty = DifficultyRule::BitcoinRetarget { interval: 2016, timespan: 14 * 24 * 3600 };
         params.target_spacing = 600;
         params.genesis.header = BlockHeader {
             version: 1,

@@ -163,7 +163,7 @@ impl U256 {
     /// # Panics
     /// When `divisor` is zero.
     #[must_use]
-    pub fn div(self, divisor: Self) -> Self {
+    pub fn div_u256(self, divisor: Self) -> Self {
         assert!(!divisor.is_zero(), "division by zero");
         if self < divisor {
             return Self::ZERO;
@@ -174,9 +174,7 @@ impl U256 {
         let mut quotient = Self::ZERO;
         for bit in (0..=shift).rev() {
             if remainder >= divisor {
-                remainder = remainder
-                    .checked_sub(divisor)
-                    .expect("remainder >= divisor");
+                remainder = remainder.checked_sub(divisor).expect("remainder >= divisor");
                 quotient.0[(bit / 64) as usize] |= 1 << (bit % 64);
             }
             divisor = divisor >> 1;
@@ -186,7 +184,7 @@ impl U256 {
 
     /// Bitwise not.
     #[must_use]
-    pub fn not(self) -> Self {
+    pub fn bit_not(self) -> Self {
         Self([!self.0[0], !self.0[1], !self.0[2], !self.0[3]])
     }
 }
@@ -219,6 +217,7 @@ impl Shr<u32> for U256 {
         }
         let (words, bits) = ((shift / 64) as usize, shift % 64);
         let mut out = [0u64; 4];
+        #[allow(clippy::needless_range_loop)] // two offsets into one array read clearer by index
         for i in 0..4 - words {
             out[i] = self.0[i + words] >> bits;
             if bits > 0 && i + words + 1 < 4 {
@@ -317,13 +316,8 @@ impl CompactTarget {
             U256::from_u64(u64::from(word)) << (8 * (size - 3))
         };
         let negative = word != 0 && (self.0 & 0x0080_0000) != 0;
-        let overflow =
-            word != 0 && (size > 34 || (word > 0xff && size > 33) || (word > 0xffff && size > 32));
-        CompactDecoding {
-            value,
-            negative,
-            overflow,
-        }
+        let overflow = word != 0 && (size > 34 || (word > 0xff && size > 33) || (word > 0xffff && size > 32));
+        CompactDecoding { value, negative, overflow }
     }
 
     /// The target this encodes.
@@ -422,13 +416,7 @@ impl Target {
         let Some(divisor) = self.0.checked_add(U256::ONE) else {
             return Work(U256::ONE);
         };
-        Work(
-            self.0
-                .not()
-                .div(divisor)
-                .checked_add(U256::ONE)
-                .expect("quotient < 2^256 - 1"),
-        )
+        Work(self.0.bit_not().div_u256(divisor).checked_add(U256::ONE).expect("quotient < 2^256 - 1"))
     }
 }
 
@@ -476,25 +464,18 @@ mod tests {
         let a = U256::from_u64(0xdead_beef_1234_5678);
         let shifted = a << 100;
         assert_eq!(shifted >> 100, a);
-        assert_eq!((shifted.div(U256::from_u64(1 << 36))) >> 64, a);
-        assert_eq!(U256::MAX.div(U256::MAX), U256::ONE);
-        assert_eq!(
-            U256::from_u64(1_000_000).div_u64(7),
-            U256::from_u64(142_857)
-        );
+        assert_eq!((shifted.div_u256(U256::from_u64(1 << 36))) >> 64, a);
+        assert_eq!(U256::MAX.div_u256(U256::MAX), U256::ONE);
+        assert_eq!(U256::from_u64(1_000_000).div_u64(7), U256::from_u64(142_857));
     }
 
     #[test]
     fn work_of_easiest_and_hardest_targets() {
         // Regtest-like target 0x7fffff << 232 ~ 2^255: work 2.
-        let easy = CompactTarget::from_consensus(0x207f_ffff)
-            .to_target()
-            .expect("valid");
+        let easy = CompactTarget::from_consensus(0x207f_ffff).to_target().expect("valid");
         assert_eq!(easy.work().to_u256(), U256::from_u64(2));
         // Bitcoin's genesis target: work 0x100010001.
-        let btc = CompactTarget::from_consensus(0x1d00_ffff)
-            .to_target()
-            .expect("valid");
+        let btc = CompactTarget::from_consensus(0x1d00_ffff).to_target().expect("valid");
         assert_eq!(btc.work().to_u256(), U256::from_u64(0x1_0001_0001));
         // Target 1: work 2^255.
         let hardest = Target::from_u256(U256::ONE).expect("non-zero");

@@ -16,8 +16,9 @@ use crate::hash::{sha256d, Txid, Wtxid};
 pub const MIN_INPUT_SIZE: usize = 32 + 4 + 1 + 4;
 /// Smallest encoded output: amount and an empty lock.
 pub const MIN_OUTPUT_SIZE: usize = 8 + 1 + 1;
-/// Smallest encoded transaction: one input, one output, empty witness.
-pub const MIN_TRANSACTION_SIZE: usize = 4 + 1 + MIN_INPUT_SIZE + 1 + MIN_OUTPUT_SIZE + 4 + 1;
+/// Smallest bytes that decode as a transaction (no inputs, no outputs; the
+/// rules refuse it, but the decoder's allocation bound must not assume more).
+pub const MIN_ENCODED_TRANSACTION_SIZE: usize = 4 + 1 + 1 + 4;
 
 /// Sequence number that, on every input, turns lock time off.
 pub const SEQUENCE_FINAL: u32 = 0xffff_ffff;
@@ -36,10 +37,7 @@ pub struct OutPoint {
 
 impl OutPoint {
     /// The null outpoint, which only a coinbase input has.
-    pub const NULL: Self = Self {
-        txid: Txid::ZERO,
-        index: u32::MAX,
-    };
+    pub const NULL: Self = Self { txid: Txid::ZERO, index: u32::MAX };
 
     /// Whether this is the null outpoint.
     #[must_use]
@@ -57,10 +55,7 @@ impl Encode for OutPoint {
 
 impl Decode for OutPoint {
     fn decode_from(reader: &mut Reader<'_>) -> Result<Self, DecodeError> {
-        Ok(Self {
-            txid: Txid::from_byte_array(reader.array()?),
-            index: reader.u32()?,
-        })
+        Ok(Self { txid: Txid::from_byte_array(reader.array()?), index: reader.u32()? })
     }
 }
 
@@ -77,10 +72,7 @@ impl Lock {
     /// A version-1 lock to the x-only key `key`.
     #[must_use]
     pub fn key(key: [u8; 32]) -> Self {
-        Self {
-            version: LOCK_VERSION_KEY,
-            payload: key.to_vec(),
-        }
+        Self { version: LOCK_VERSION_KEY, payload: key.to_vec() }
     }
 
     /// The key of a version-1 lock with a 32-byte payload (not checked to be on the curve).
@@ -147,10 +139,7 @@ impl Decode for TxOut {
             value: units,
             limit: crate::amount::MAX_MONEY,
         })?;
-        Ok(Self {
-            amount,
-            lock: Lock::decode_from(reader)?,
-        })
+        Ok(Self { amount, lock: Lock::decode_from(reader)? })
     }
 }
 
@@ -195,11 +184,8 @@ impl Transaction {
     /// Size without the witness section.
     #[must_use]
     pub fn base_size(&self) -> usize {
-        let inputs: usize = self
-            .inputs
-            .iter()
-            .map(|i| 36 + compact_size_len(i.data.len() as u64) + i.data.len() + 4)
-            .sum();
+        let inputs: usize =
+            self.inputs.iter().map(|i| 36 + compact_size_len(i.data.len() as u64) + i.data.len() + 4).sum();
         let outputs: usize = self
             .outputs
             .iter()
@@ -270,12 +256,7 @@ impl Decode for Transaction {
             let prevout = OutPoint::decode_from(reader)?;
             let data = reader.var_bytes("input data")?.to_vec();
             let sequence = reader.u32()?;
-            inputs.push(TxIn {
-                prevout,
-                data,
-                sequence,
-                witness: Vec::new(),
-            });
+            inputs.push(TxIn { prevout, data, sequence, witness: Vec::new() });
         }
         let output_count = reader.count("output", MIN_OUTPUT_SIZE)?;
         let mut outputs = Vec::with_capacity(output_count);
@@ -291,11 +272,6 @@ impl Decode for Transaction {
             }
             input.witness = items;
         }
-        Ok(Self {
-            version,
-            inputs,
-            outputs,
-            lock_time,
-        })
+        Ok(Self { version, inputs, outputs, lock_time })
     }
 }

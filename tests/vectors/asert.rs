@@ -7,24 +7,15 @@ use crate::support::{hex_u32, read_vector_text};
 
 #[test]
 fn all_asert_runs() {
-    let pow_limit = CompactTarget::from_consensus(0x1d00_ffff)
-        .to_target()
-        .expect("valid limit");
-    let params = AsertParams {
-        spacing: 600,
-        half_life: 172_800,
-        pow_limit,
-    };
+    let pow_limit = CompactTarget::from_consensus(0x1d00_ffff).to_target().expect("valid limit");
+    let params = AsertParams { spacing: 600, half_life: 172_800, pow_limit };
     let mut total = 0;
     for run in 1..=12 {
         let name = format!("asert/run{run:02}");
         let text = read_vector_text(&name);
         let header = |key: &str| -> String {
             text.lines()
-                .find_map(|l| {
-                    l.strip_prefix("##")
-                        .and_then(|l| l.trim().strip_prefix(key))
-                })
+                .find_map(|l| l.strip_prefix("##").and_then(|l| l.trim().strip_prefix(key)))
                 .unwrap_or_else(|| panic!("{name}: no {key}"))
                 .trim()
                 .to_owned()
@@ -36,10 +27,7 @@ fn all_asert_runs() {
                 .to_target()
                 .expect("anchor target"),
         };
-        for line in text
-            .lines()
-            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-        {
+        for line in text.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
             let fields: Vec<&str> = line.split_whitespace().collect();
             let height: u64 = fields[1].parse().expect("height");
             let time: i64 = fields[2].parse().expect("time");

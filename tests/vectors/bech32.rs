@@ -20,8 +20,7 @@ fn valid_bech32m_strings_decode() {
     let valid = strings(&vectors, "valid_bech32m");
     assert_eq!(valid.len(), 7);
     for text in valid {
-        let (hrp, _) =
-            decode_bech32m_raw(&text).unwrap_or_else(|e| panic!("{text:?} must decode: {e}"));
+        let (hrp, _) = decode_bech32m_raw(&text).unwrap_or_else(|e| panic!("{text:?} must decode: {e}"));
         let expected_hrp = &text[..text.rfind('1').expect("separator")];
         assert_eq!(hrp.to_lowercase(), expected_hrp.to_lowercase());
     }
@@ -33,10 +32,7 @@ fn invalid_bech32m_strings_are_refused() {
     let invalid = strings(&vectors, "invalid_bech32m");
     assert_eq!(invalid.len(), 14);
     for text in invalid {
-        assert!(
-            decode_bech32m_raw(&text).is_err(),
-            "{text:?} must be refused"
-        );
+        assert!(decode_bech32m_raw(&text).is_err(), "{text:?} must be refused");
     }
 }
 
@@ -45,10 +41,7 @@ fn bech32_strings_fail_the_bech32m_checksum() {
     let vectors = read_vector_json("bech32/bech32_vectors.json");
     for key in ["valid_bech32", "invalid_bech32"] {
         for text in strings(&vectors, key) {
-            assert!(
-                decode_bech32m_raw(&text).is_err(),
-                "{key} {text:?} is not bech32m"
-            );
+            assert!(decode_bech32m_raw(&text).is_err(), "{key} {text:?} is not bech32m");
         }
     }
 }
@@ -59,10 +52,7 @@ fn bech32_strings_fail_the_bech32m_checksum() {
 fn bech32m_segwit_addresses_carry_their_program() {
     let vectors = read_vector_json("bech32/bech32_vectors.json");
     let mut checked = 0;
-    for case in vectors["valid_address"]
-        .as_array()
-        .expect("valid_address list")
-    {
+    for case in vectors["valid_address"].as_array().expect("valid_address list") {
         let address = case["address"].as_str().expect("address");
         let script = unhex(case["scriptpubkey"].as_str().expect("script"));
         let version = if script[0] == 0 { 0 } else { script[0] - 0x50 };

@@ -40,10 +40,7 @@ fn boundaries() -> HashMap<u32, Boundary> {
 fn parse_headers(file: &str) -> Vec<BlockHeader> {
     let bytes = read_vector(file);
     assert_eq!(bytes.len() % 80, 0, "{file} holds whole headers");
-    bytes
-        .chunks_exact(80)
-        .map(|chunk| BlockHeader::from_bytes(chunk.try_into().expect("80 bytes")))
-        .collect()
+    bytes.chunks_exact(80).map(|chunk| BlockHeader::from_bytes(chunk.try_into().expect("80 bytes"))).collect()
 }
 
 /// Headers from `base` upwards.
@@ -54,10 +51,7 @@ struct Offset<'a> {
 
 impl HeaderAncestry for Offset<'_> {
     fn header_at(&self, height: u32) -> Option<BlockHeader> {
-        height
-            .checked_sub(self.base)
-            .and_then(|i| self.headers.get(i as usize))
-            .copied()
+        height.checked_sub(self.base).and_then(|i| self.headers.get(i as usize)).copied()
     }
 }
 
@@ -77,25 +71,14 @@ fn validate_chain(
         let height = base + i as u32;
         check_header(header, &params).unwrap_or_else(|e| panic!("header {height}: {e}"));
         if i > 0 {
-            let ancestry = Offset {
-                base,
-                headers: &headers[..i],
-            };
+            let ancestry = Offset { base, headers: &headers[..i] };
             check_header_contextual(header, &params, &ancestry, height - 1, now)
                 .unwrap_or_else(|e| panic!("header {height}: {e}"));
         }
         work = work + header.bits.to_target().expect("valid bits").work();
         if let Some(boundary) = boundaries.get(&height) {
-            assert_eq!(
-                header.block_hash().to_string(),
-                boundary.hash,
-                "hash at {height}"
-            );
-            assert_eq!(
-                header.to_bytes().to_vec(),
-                boundary.header,
-                "bytes at {height}"
-            );
+            assert_eq!(header.block_hash().to_string(), boundary.hash, "hash at {height}");
+            assert_eq!(header.to_bytes().to_vec(), boundary.header, "bytes at {height}");
             assert_eq!(work.to_u256(), boundary.chainwork, "chain work at {height}");
             matched += 1;
         }
@@ -108,11 +91,7 @@ fn headers_from_genesis_form_a_valid_chain() {
     let headers = parse_headers("headers/btc_mainnet_headers_0_32259.bin");
     assert_eq!(headers.len(), 32_260);
     let params = Params::bitcoin_header_profile();
-    assert_eq!(
-        headers[0].block_hash(),
-        params.genesis_hash,
-        "file starts at Bitcoin's genesis"
-    );
+    assert_eq!(headers[0].block_hash(), params.genesis_hash, "file starts at Bitcoin's genesis");
     let matched = validate_chain(&headers, 0, Work::ZERO, &boundaries());
     // Heights 0, 2015, 2016, ... 30239, 30240, 32255, 32256 are boundary rows.
     assert_eq!(matched, 33);
@@ -123,9 +102,7 @@ fn recent_headers_form_a_valid_chain_from_their_checkpoint() {
     let headers = parse_headers("headers/btc_mainnet_headers_822528_830592.bin");
     assert_eq!(headers.len(), 8_065);
     let boundaries = boundaries();
-    let first = boundaries
-        .get(&822_528)
-        .expect("the first header is a boundary row");
+    let first = boundaries.get(&822_528).expect("the first header is a boundary row");
     // Chain work before the checkpoint: the table's total minus its own work.
     let own = headers[0].bits.to_target().expect("valid").work().to_u256();
     let before = Work::from_u256(first.chainwork.checked_sub(own).expect("positive"));
@@ -139,13 +116,9 @@ fn a_broken_link_or_wrong_bits_is_caught() {
     let mut headers = parse_headers("headers/btc_mainnet_headers_0_32259.bin");
     headers.truncate(2100);
     let params = Params::bitcoin_header_profile();
-    let ancestry = Offset {
-        base: 0,
-        headers: &headers[..2016],
-    };
+    let ancestry = Offset { base: 0, headers: &headers[..2016] };
     // The real header at 2016 passes; with the prev hash changed it does not.
-    check_header_contextual(&headers[2016], &params, &ancestry, 2015, 2_000_000_000)
-        .expect("real header");
+    check_header_contextual(&headers[2016], &params, &ancestry, 2015, 2_000_000_000).expect("real header");
     let mut broken = headers[2016];
     broken.prev_block = headers[2014].block_hash();
     assert!(matches!(

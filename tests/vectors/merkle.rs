@@ -16,31 +16,14 @@ fn all_real_merkle_roots() {
             .as_array()
             .expect("txids")
             .iter()
-            .map(|t| {
-                t.as_str()
-                    .expect("txid")
-                    .parse::<Txid>()
-                    .expect("txid hex")
-                    .to_byte_array()
-            })
+            .map(|t| t.as_str().expect("txid").parse::<Txid>().expect("txid hex").to_byte_array())
             .collect();
         assert_eq!(leaves.len() as u64, case["n_tx"].as_u64().expect("n_tx"));
-        let expected: MerkleRoot = case["merkle_root"]
-            .as_str()
-            .expect("root")
-            .parse()
-            .expect("root hex");
+        let expected: MerkleRoot = case["merkle_root"].as_str().expect("root").parse().expect("root hex");
         let computed = compute_root(&leaves);
         assert_eq!(computed.root, expected, "block {}", case["height"]);
-        assert!(
-            !computed.mutated,
-            "real block {} is not mutated",
-            case["height"]
-        );
-        assert_eq!(
-            root_from_coinbase(leaves[0], &coinbase_branch(&leaves)),
-            expected
-        );
+        assert!(!computed.mutated, "real block {} is not mutated", case["height"]);
+        assert_eq!(root_from_coinbase(leaves[0], &coinbase_branch(&leaves)), expected);
         txids += leaves.len();
     }
     assert_eq!(txids, 10_148);

@@ -14,8 +14,7 @@ fn compact_cases_decode_and_encode_as_core() {
     let cases = vectors["compact_cases"].as_array().expect("compact_cases");
     assert_eq!(cases.len(), 20);
     for case in cases {
-        let bits =
-            CompactTarget::from_consensus(hex_u32(case["compact"].as_str().expect("compact")));
+        let bits = CompactTarget::from_consensus(hex_u32(case["compact"].as_str().expect("compact")));
         let decoded = bits.decode_raw();
         let negative = case["negative"].as_bool().expect("negative");
         let overflow = case["overflow"].as_bool().expect("overflow");
@@ -31,12 +30,9 @@ fn compact_cases_decode_and_encode_as_core() {
         if overflow {
             continue;
         }
-        let value =
-            U256::from_be_hex(case["target_hex"].as_str().expect("target_hex")).expect("hex");
+        let value = U256::from_be_hex(case["target_hex"].as_str().expect("target_hex")).expect("hex");
         assert_eq!(decoded.value, value, "{bits:?} value");
-        let with_sign = case["get_compact_called_with_negative"]
-            .as_bool()
-            .expect("flag");
+        let with_sign = case["get_compact_called_with_negative"].as_bool().expect("flag");
         let expected = hex_u32(case["get_compact"].as_str().expect("get_compact"));
         assert_eq!(
             CompactTarget::encode_raw(value, with_sign).to_consensus(),
@@ -45,13 +41,10 @@ fn compact_cases_decode_and_encode_as_core() {
         );
     }
     for extra in vectors["compact_extra"].as_array().expect("compact_extra") {
-        let value = U256::from_be_hex(extra["get_compact_of_value_hex"].as_str().expect("value"))
-            .expect("hex");
+        let value =
+            U256::from_be_hex(extra["get_compact_of_value_hex"].as_str().expect("value")).expect("hex");
         let expected = hex_u32(extra["expected_compact"].as_str().expect("expected"));
-        assert_eq!(
-            CompactTarget::encode_raw(value, false).to_consensus(),
-            expected
-        );
+        assert_eq!(CompactTarget::encode_raw(value, false).to_consensus(), expected);
     }
 }
 
@@ -59,9 +52,7 @@ fn compact_cases_decode_and_encode_as_core() {
 fn calculate_next_work_required_cases() {
     let vectors = read_vector_json("pow/bitcoin_core_pow_compact_vectors.json");
     let params = Params::bitcoin_header_profile();
-    let cases = vectors["calculate_next_work_required_cases"]
-        .as_array()
-        .expect("cases");
+    let cases = vectors["calculate_next_work_required_cases"].as_array().expect("cases");
     assert_eq!(cases.len(), 4);
     for case in cases {
         let last_bits =
@@ -69,14 +60,8 @@ fn calculate_next_work_required_cases() {
         let first_time = case["nFirstBlockTime"].as_u64().expect("first time") as u32;
         let last_time = case["pindexLast_time"].as_u64().expect("last time") as u32;
         let expected = hex_u32(case["expected"].as_str().expect("expected"));
-        let got = bitcoin_retarget(
-            last_bits,
-            first_time,
-            last_time,
-            1_209_600,
-            params.pow_limit,
-        )
-        .expect("valid");
+        let got =
+            bitcoin_retarget(last_bits, first_time, last_time, 1_209_600, params.pow_limit).expect("valid");
         assert_eq!(got.to_consensus(), expected, "{}", case["name"]);
     }
 }
@@ -102,16 +87,12 @@ fn check_proof_of_work_rejections() {
     // negative target
     assert_eq!(
         check_header(&header_with(0x1d80_ffff), &params),
-        Err(HeaderError::BadBits(CompactTargetError::Negative(
-            0x1d80_ffff
-        )))
+        Err(HeaderError::BadBits(CompactTargetError::Negative(0x1d80_ffff)))
     );
     // overflowing target
     assert_eq!(
         check_header(&header_with(0xff7f_ffff), &params),
-        Err(HeaderError::BadBits(CompactTargetError::Overflow(
-            0xff7f_ffff
-        )))
+        Err(HeaderError::BadBits(CompactTargetError::Overflow(0xff7f_ffff)))
     );
     // too easy: twice the limit
     assert!(matches!(
@@ -135,23 +116,14 @@ fn all_real_mainnet_retargets() {
     let text = read_vector_text("pow/btc_mainnet_all_retargets.csv");
     let params = Params::bitcoin_header_profile();
     let mut count = 0;
-    for line in text
-        .lines()
-        .filter(|l| !l.starts_with('#') && !l.starts_with("height"))
-    {
+    for line in text.lines().filter(|l| !l.starts_with('#') && !l.starts_with("height")) {
         let f: Vec<&str> = line.split(',').collect();
         let first_time: u32 = f[2].parse().expect("first_time");
         let last_time: u32 = f[4].parse().expect("last_time");
         let last_bits = CompactTarget::from_consensus(hex_u32(f[6]));
         let new_bits = hex_u32(f[7]);
-        let got = bitcoin_retarget(
-            last_bits,
-            first_time,
-            last_time,
-            1_209_600,
-            params.pow_limit,
-        )
-        .expect("valid");
+        let got =
+            bitcoin_retarget(last_bits, first_time, last_time, 1_209_600, params.pow_limit).expect("valid");
         assert_eq!(got.to_consensus(), new_bits, "retarget at height {}", f[0]);
         count += 1;
     }
