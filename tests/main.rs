@@ -4,5 +4,6 @@
 //! (or `$CAIRN_VECTORS`) in place and check every case; a missing file
 //! fails the test loudly.
 
+mod project_vectors;
 mod support;
 mod vectors;

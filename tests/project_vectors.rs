@@ -1,0 +1,156 @@
+//! The project's own test vectors (docs/vectors.json, quoted in
+//! docs/protocol.md): a signed transaction with its txid, wtxid, digests and
+//! per-input messages; every network's genesis block; addresses. The test
+//! recomputes them all from the consensus crate and compares; set
+//! `CAIRN_WRITE_VECTORS=1` to rewrite the file after a deliberate change.
+
+use cairn_consensus::sighash::{sign_inputs, SighashCache};
+use cairn_consensus::transaction::{Lock, OutPoint, Transaction, TxIn, TxOut};
+use cairn_consensus::{Address, Amount, Encode, Network, Txid};
+use secp256k1::{Keypair, Secp256k1, SecretKey};
+use serde_json::{json, Value};
+
+fn keypair(byte: u8) -> Keypair {
+    let secret = SecretKey::from_byte_array(&[byte; 32]).expect("valid secret");
+    Keypair::from_secret_key(&Secp256k1::new(), &secret)
+}
+
+fn x_only(keypair: &Keypair) -> [u8; 32] {
+    keypair.x_only_public_key().0.serialize()
+}
+
+fn compute() -> Value {
+    let secp = Secp256k1::new();
+    let network = Network::Main;
+    let params = network.params();
+    let (alice, bob) = (keypair(0x11), keypair(0x22));
+    let spent = [
+        TxOut { amount: Amount::from_coins(50), lock: Lock::key(x_only(&alice)) },
+        TxOut { amount: Amount::from_base_units(1_234_567_890).expect("in range"), lock: Lock::key(x_only(&alice)) },
+    ];
+    let prevouts = [
+        OutPoint { txid: "a1".repeat(32).parse::<Txid>().expect("hex"), index: 0 },
+        OutPoint { txid: "b2".repeat(32).parse::<Txid>().expect("hex"), index: 3 },
+    ];
+    let mut tx = Transaction {
+        version: 1,
+        inputs: prevouts
+            .iter()
+            .map(|p| TxIn { prevout: *p, data: Vec::new(), sequence: 0xffff_fffd, witness: Vec::new() })
+            .collect(),
+        outputs: vec![
+            TxOut { amount: Amount::from_coins(60), lock: Lock::key(x_only(&bob)) },
+            TxOut { amount: Amount::from_base_units(234_557_890).expect("in range"), lock: Lock::key(x_only(&alice)) },
+        ],
+        lock_time: 0,
+    };
+    let spent_refs: Vec<&TxOut> = spent.iter().collect();
+    let signed = sign_inputs(&secp, &mut tx, &spent_refs, params.genesis_hash, &alice, &[0u8; 32]);
+    assert_eq!(signed, 2);
+    let cache = SighashCache::new(&tx, &spent_refs, params.genesis_hash);
+    let genesis: Vec<Value> = Network::ALL
+        .iter()
+        .map(|n| {
+            let p = n.params();
+            json!({
+                "network": n.name(),
+                "hash": p.genesis_hash.to_string(),
+                "header_hex": hex::encode(p.genesis.header.to_bytes()),
+                "block_hex": hex::encode(p.genesis.encode()),
+                "coinbase_txid": p.genesis.transactions[0].txid().to_string(),
+            })
+        })
+        .collect();
+    let addresses: Vec<Value> = Network::ALL
+        .iter()
+        .flat_map(|n| {
+            [&alice, &bob].map(|k| {
+                json!({
+                    "network": n.name(),
+                    "key": hex::encode(x_only(k)),
+                    "address": Address::from_key(*n, x_only(k)).to_string(),
+                })
+            })
+        })
+        .collect();
+    json!({
+        "transaction": {
+            "network": network.name(),
+            "genesis_hash": params.genesis_hash.to_string(),
+            "secret_keys": [hex::encode([0x11u8; 32]), hex::encode([0x22u8; 32])],
+            "aux_rand": hex::encode([0u8; 32]),
+            "spent_outputs_hex": spent.iter().map(|o| hex::encode(o.encode())).collect::<Vec<_>>(),
+            "hex": hex::encode(tx.encode()),
+            "base_hex": hex::encode(tx.encode_base()),
+            "txid": tx.txid().to_string(),
+            "wtxid": tx.wtxid().to_string(),
+            "sha_prevouts": hex::encode(cache.sha_prevouts),
+            "sha_amounts": hex::encode(cache.sha_amounts),
+            "sha_locks": hex::encode(cache.sha_locks),
+            "sha_sequences": hex::encode(cache.sha_sequences),
+            "sha_outputs": hex::encode(cache.sha_outputs),
+            "sighashes": (0..tx.inputs.len() as u32).map(|i| hex::encode(cache.message(i))).collect::<Vec<_>>(),
+        },
+        "genesis": genesis,
+        "addresses": addresses,
+    })
+}
+
+fn docs_path(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs").join(name)
+}
+
+#[test]
+fn published_vectors_match_the_code() {
+    let computed = compute();
+    let path = docs_path("vectors.json");
+    if std::env::var_os("CAIRN_WRITE_VECTORS").is_some() {
+        let text = serde_json::to_string_pretty(&computed).expect("serializable") + "\n";
+        std::fs::write(&path, text).expect("write docs/vectors.json");
+    }
+    let published: Value = serde_json::from_slice(&std::fs::read(&path).expect("docs/vectors.json exists"))
+        .expect("docs/vectors.json is JSON");
+    assert_eq!(published, computed, "docs/vectors.json is out of date");
+
+    // The spec quotes the same values.
+    let spec = std::fs::read_to_string(docs_path("protocol.md")).expect("docs/protocol.md exists");
+    let tx = &computed["transaction"];
+    for key in ["txid", "wtxid", "hex", "sha_prevouts", "sha_outputs"] {
+        let value = tx[key].as_str().expect("string");
+        assert!(spec.contains(value), "protocol.md quotes transaction {key}");
+    }
+    for sighash in tx["sighashes"].as_array().expect("list") {
+        assert!(spec.contains(sighash.as_str().expect("string")), "protocol.md quotes each sighash");
+    }
+    for genesis in computed["genesis"].as_array().expect("list") {
+        for key in ["hash", "header_hex"] {
+            assert!(spec.contains(genesis[key].as_str().expect("string")), "protocol.md quotes genesis {key}");
+        }
+    }
+    for address in computed["addresses"].as_array().expect("list") {
+        assert!(spec.contains(address["address"].as_str().expect("string")), "protocol.md quotes addresses");
+    }
+}
+
+#[test]
+fn published_addresses_parse_back_and_refuse_other_networks() {
+    let computed = compute();
+    for entry in computed["addresses"].as_array().expect("list") {
+        let text = entry["address"].as_str().expect("address");
+        let network: Network = entry["network"].as_str().expect("network").parse().expect("known network");
+        let address = Address::parse_for(text, network).expect("parses for its network");
+        assert_eq!(hex::encode(&address.lock.payload), entry["key"].as_str().expect("key"));
+        assert_eq!(Address::parse_for(&text.to_uppercase(), network).as_ref(), Ok(&address));
+        let other = if network == Network::Main { Network::Devnet } else { Network::Main };
+        assert_eq!(
+            Address::parse_for(text, other),
+            Err(cairn_consensus::AddressError::WrongNetwork { found: network, expected: other })
+        );
+        // One changed character breaks the checksum.
+        let mut chars: Vec<char> = text.chars().collect();
+        let last = chars.len() - 1;
+        chars[last] = if chars[last] == 'q' { 'p' } else { 'q' };
+        let typo: String = chars.into_iter().collect();
+        assert!(matches!(Address::parse_any(&typo), Err(cairn_consensus::AddressError::Bech32(_))));
+    }
+}
