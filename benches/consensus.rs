@@ -18,7 +18,11 @@ fn keypair(byte: u8) -> Keypair {
 }
 
 /// A signed one-input, two-output transaction spending `prevout`.
-fn one_in_two_out(prevout: OutPoint, owner: &Keypair, genesis: cairn_consensus::BlockHash) -> (Transaction, Coin) {
+fn one_in_two_out(
+    prevout: OutPoint,
+    owner: &Keypair,
+    genesis: cairn_consensus::BlockHash,
+) -> (Transaction, Coin) {
     let key = owner.x_only_public_key().0.serialize();
     let coin = Coin {
         output: TxOut { amount: Amount::from_coins(1), lock: Lock::key(key) },
@@ -29,7 +33,10 @@ fn one_in_two_out(prevout: OutPoint, owner: &Keypair, genesis: cairn_consensus::
     let mut tx = Transaction {
         version: 1,
         inputs: vec![TxIn { prevout, data: Vec::new(), sequence: u32::MAX, witness: Vec::new() }],
-        outputs: vec![TxOut { amount: half, lock: Lock::key(key) }, TxOut { amount: half, lock: Lock::key(key) }],
+        outputs: vec![
+            TxOut { amount: half, lock: Lock::key(key) },
+            TxOut { amount: half, lock: Lock::key(key) },
+        ],
         lock_time: 0,
     };
     sign_inputs(&Secp256k1::new(), &mut tx, &[&coin.output], genesis, owner, &[1; 32]);
@@ -48,7 +55,11 @@ fn bench(c: &mut Criterion) {
         .map(|i| {
             let mut txid = [0u8; 32];
             txid[..4].copy_from_slice(&i.to_le_bytes());
-            one_in_two_out(OutPoint { txid: Txid::from_byte_array(txid), index: 0 }, &owner, params.genesis_hash)
+            one_in_two_out(
+                OutPoint { txid: Txid::from_byte_array(txid), index: 0 },
+                &owner,
+                params.genesis_hash,
+            )
         })
         .collect();
     let tx_bytes = txs[0].0.encode();

@@ -26,7 +26,10 @@ fn compute() -> Value {
     let (alice, bob) = (keypair(0x11), keypair(0x22));
     let spent = [
         TxOut { amount: Amount::from_coins(50), lock: Lock::key(x_only(&alice)) },
-        TxOut { amount: Amount::from_base_units(1_234_567_890).expect("in range"), lock: Lock::key(x_only(&alice)) },
+        TxOut {
+            amount: Amount::from_base_units(1_234_567_890).expect("in range"),
+            lock: Lock::key(x_only(&alice)),
+        },
     ];
     let prevouts = [
         OutPoint { txid: "a1".repeat(32).parse::<Txid>().expect("hex"), index: 0 },
@@ -40,7 +43,10 @@ fn compute() -> Value {
             .collect(),
         outputs: vec![
             TxOut { amount: Amount::from_coins(60), lock: Lock::key(x_only(&bob)) },
-            TxOut { amount: Amount::from_base_units(234_557_890).expect("in range"), lock: Lock::key(x_only(&alice)) },
+            TxOut {
+                amount: Amount::from_base_units(234_557_890).expect("in range"),
+                lock: Lock::key(x_only(&alice)),
+            },
         ],
         lock_time: 0,
     };
@@ -124,7 +130,10 @@ fn published_vectors_match_the_code() {
     }
     for genesis in computed["genesis"].as_array().expect("list") {
         for key in ["hash", "header_hex"] {
-            assert!(spec.contains(genesis[key].as_str().expect("string")), "protocol.md quotes genesis {key}");
+            assert!(
+                spec.contains(genesis[key].as_str().expect("string")),
+                "protocol.md quotes genesis {key}"
+            );
         }
     }
     for address in computed["addresses"].as_array().expect("list") {

@@ -56,11 +56,11 @@ pub struct Address {
 }
 
 fn hrp_of(network: Network) -> Hrp {
-    Hrp::parse(network.params().address_prefix).expect("network prefixes are valid hrps")
+    Hrp::parse(network.address_prefix()).expect("network prefixes are valid hrps")
 }
 
 fn network_of(prefix: &str) -> Option<Network> {
-    Network::ALL.into_iter().find(|n| n.params().address_prefix == prefix)
+    Network::ALL.into_iter().find(|n| n.address_prefix() == prefix)
 }
 
 impl Address {

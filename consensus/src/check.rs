@@ -328,7 +328,10 @@ pub fn connect_block(
     verifier: &impl SignatureVerifier,
 ) -> Result<BlockChanges, BlockError> {
     let BlockContext { height, median_time } = context;
-    let coinbase = &block.transactions[0];
+    // check_block has ensured this; a caller that skipped it gets an error, not a panic.
+    let Some(coinbase) = block.transactions.first().filter(|tx| tx.is_coinbase()) else {
+        return Err(BlockError::FirstNotCoinbase);
+    };
     if !coinbase.inputs[0].data.starts_with(&height.to_le_bytes()) {
         return Err(BlockError::CoinbaseHeight { expected: height });
     }

@@ -43,6 +43,16 @@ impl Network {
         }
     }
 
+    /// The bech32m human-readable part of the network's addresses.
+    #[must_use]
+    pub const fn address_prefix(self) -> &'static str {
+        match self {
+            Self::Main => "cairn",
+            Self::Devnet => "dcairn",
+            Self::Regtest => "rcairn",
+        }
+    }
+
     /// The network's parameters.
     #[must_use]
     pub fn params(self) -> Params {
@@ -208,10 +218,10 @@ impl Params {
             }
             Network::Regtest => (DifficultyRule::Fixed, 1),
         };
-        let (address_prefix, p2p, rpc) = match network {
-            Network::Main => ("cairn", 8733, 8732),
-            Network::Devnet => ("dcairn", 18733, 18732),
-            Network::Regtest => ("rcairn", 28733, 28732),
+        let (p2p, rpc) = match network {
+            Network::Main => (8733, 8732),
+            Network::Devnet => (18733, 18732),
+            Network::Regtest => (28733, 28732),
         };
         Self {
             network,
@@ -226,7 +236,7 @@ impl Params {
             max_future_block_time: if network == Network::Devnet { 300 } else { 2 * 60 * 60 },
             halving_interval: if network == Network::Regtest { 150 } else { 210_000 },
             coinbase_maturity: 100,
-            address_prefix,
+            address_prefix: network.address_prefix(),
             default_p2p_port: p2p,
             default_rpc_port: rpc,
             data_dir_name: network.name(),
