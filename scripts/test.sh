@@ -35,4 +35,4 @@ trap 'rm -f "$log"' EXIT
 cargo test --release --workspace --locked "$@" 2>&1 | tee "$log"
 # One closing line for the whole run (cargo's last line is a doc-test binary's).
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
-     END { printf "all tests: %d passed, %d failed\n", p, f }' "$log"
+     END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
