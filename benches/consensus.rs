@@ -9,7 +9,7 @@ use std::time::Duration;
 use cairn_consensus::check::{check_inputs, Coin};
 use cairn_consensus::sighash::{sign_inputs, SighashCache, SignatureCheck};
 use cairn_consensus::transaction::{Lock, OutPoint, Transaction, TxIn, TxOut};
-use cairn_consensus::{Amount, Block, Decode, Encode, Network, Txid};
+use cairn_consensus::{Amount, Block, Decode, Encode, Height, Network, Txid};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use secp256k1::{schnorr, Keypair, Secp256k1, SecretKey, XOnlyPublicKey};
 
@@ -26,7 +26,7 @@ fn one_in_two_out(
     let key = owner.x_only_public_key().0.serialize();
     let coin = Coin {
         output: TxOut { amount: Amount::from_coins(1), lock: Lock::key(key) },
-        height: 1,
+        height: Height::new(1),
         is_coinbase: false,
     };
     let half = Amount::from_base_units(49_000_000).expect("in range");
@@ -103,7 +103,7 @@ fn bench(c: &mut Criterion) {
         b.iter_batched(
             || std::slice::from_ref(coin),
             |coins| {
-                let checked = check_inputs(tx, coins, 200, 0, &params).expect("valid");
+                let checked = check_inputs(tx, coins, Height::new(200), 0, &params).expect("valid");
                 checked.signatures.iter().all(|c| c.verify(&secp))
             },
             BatchSize::SmallInput,

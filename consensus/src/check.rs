@@ -13,6 +13,7 @@ use crate::amount::Amount;
 use crate::block::{Block, MAX_BLOCK_SIZE};
 use crate::chain::check_header;
 use crate::error::{BlockError, TxError};
+use crate::height::Height;
 use crate::merkle::block_merkle_root;
 use crate::params::Params;
 use crate::sighash::{is_valid_key, SighashCache, SignatureCheck};
@@ -30,7 +31,7 @@ pub struct Coin {
     /// The output.
     pub output: TxOut,
     /// Height of the block that created it.
-    pub height: u32,
+    pub height: Height,
     /// Whether a coinbase created it.
     pub is_coinbase: bool,
 }
@@ -141,11 +142,11 @@ pub fn check_transaction(tx: &Transaction) -> Result<(), TxError> {
 /// the lock time is below the height (lock time < 500,000,000) or below the
 /// median time past (otherwise).
 #[must_use]
-pub fn is_final(tx: &Transaction, height: u32, median_time: u32) -> bool {
+pub fn is_final(tx: &Transaction, height: Height, median_time: u32) -> bool {
     if tx.lock_time == 0 {
         return true;
     }
-    let bound = if tx.lock_time < LOCKTIME_THRESHOLD { height } else { median_time };
+    let bound = if tx.lock_time < LOCKTIME_THRESHOLD { height.get() } else { median_time };
     tx.lock_time < bound || tx.inputs.iter().all(|i| i.sequence == SEQUENCE_FINAL)
 }
 
@@ -177,7 +178,7 @@ pub struct CheckedInputs {
 pub fn check_inputs(
     tx: &Transaction,
     coins: &[Coin],
-    height: u32,
+    height: Height,
     median_time: u32,
     params: &Params,
 ) -> Result<CheckedInputs, TxError> {
@@ -190,7 +191,8 @@ pub fn check_inputs(
     }
     let mut total_in = Amount::ZERO;
     for (index, coin) in coins.iter().enumerate() {
-        if coin.is_coinbase && height < coin.height.saturating_add(params.coinbase_maturity) {
+        let mature_at = coin.height.checked_add(params.coinbase_maturity).unwrap_or(Height::new(u32::MAX));
+        if coin.is_coinbase && height < mature_at {
             return Err(TxError::ImmatureCoinbase {
                 input: index,
                 coin_height: coin.height,
@@ -300,7 +302,7 @@ pub struct BlockChanges {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BlockContext {
     /// The block's height.
-    pub height: u32,
+    pub height: Height,
     /// The median time past of its parent.
     pub median_time: u32,
 }
@@ -332,7 +334,7 @@ pub fn connect_block(
     let Some(coinbase) = block.transactions.first().filter(|tx| tx.is_coinbase()) else {
         return Err(BlockError::FirstNotCoinbase);
     };
-    if !coinbase.inputs[0].data.starts_with(&height.to_le_bytes()) {
+    if !coinbase.inputs[0].data.starts_with(&height.get().to_le_bytes()) {
         return Err(BlockError::CoinbaseHeight { expected: height });
     }
     let tx_error = |index: usize, tx: &Transaction, error: TxError| BlockError::Transaction {

@@ -2,6 +2,7 @@
 
 use crate::amount::AmountError;
 use crate::hash::{BlockHash, MerkleRoot, Txid};
+use crate::height::Height;
 use crate::pow::{CompactTarget, CompactTargetError};
 use crate::transaction::OutPoint;
 
@@ -158,9 +159,9 @@ pub enum TxError {
         /// The input's position.
         input: usize,
         /// Height of the coinbase.
-        coin_height: u32,
+        coin_height: Height,
         /// Height of the spending block.
-        spend_height: u32,
+        spend_height: Height,
         /// Required depth.
         maturity: u32,
     },
@@ -178,7 +179,7 @@ pub enum TxError {
         /// The transaction's lock time.
         lock_time: u32,
         /// The height it would enter.
-        height: u32,
+        height: Height,
         /// The median time past it is compared with.
         median_time: u32,
     },
@@ -246,7 +247,7 @@ pub enum BlockError {
     #[error("coinbase data must begin with height {expected} as u32 little-endian")]
     CoinbaseHeight {
         /// The block's height.
-        expected: u32,
+        expected: Height,
     },
     /// The coinbase pays more than subsidy plus fees.
     #[error("coinbase pays {paid}, more than subsidy plus fees {allowed}")]

@@ -15,6 +15,7 @@ use crate::amount::Amount;
 use crate::asert::AsertParams;
 use crate::block::{Block, BlockHeader};
 use crate::hash::{BlockHash, MerkleRoot};
+use crate::height::Height;
 use crate::pow::{CompactTarget, Target};
 use crate::transaction::{Lock, OutPoint, Transaction, TxIn, TxOut, SEQUENCE_FINAL};
 
@@ -272,8 +273,8 @@ impl Params {
     /// The subsidy of the block at `height`: 50 coins, halved every
     /// `halving_interval` blocks, zero after 64 halvings.
     #[must_use]
-    pub fn subsidy(&self, height: u32) -> Amount {
-        let halvings = height / self.halving_interval;
+    pub fn subsidy(&self, height: Height) -> Amount {
+        let halvings = height.get() / self.halving_interval;
         if halvings >= 64 {
             return Amount::ZERO;
         }

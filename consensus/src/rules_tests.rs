@@ -12,8 +12,13 @@ use crate::check::{
 };
 use crate::encode::{Decode, DecodeError, Encode};
 use crate::error::{BlockError, HeaderError, TxError};
+use crate::height::Height;
 use crate::merkle::block_merkle_root;
 use crate::testkit::*;
+
+fn h(height: u32) -> Height {
+    Height::new(height)
+}
 use crate::transaction::{Lock, OutPoint, Transaction, TxOut};
 
 fn pay(units: u64, n: u8) -> TxOut {
@@ -144,11 +149,11 @@ fn outputs_may_equal_inputs_but_not_exceed_them() {
     let (params, spent) = spend_fixture();
     let coins_in: Vec<_> = spent.iter().map(|(_, c)| c.clone()).collect();
     let exact = signed_tx(&spent, vec![pay(10_000, 3)], 2, &params);
-    let checked = check_inputs(&exact, &coins_in, 200, 0, &params).expect("zero fee is valid");
+    let checked = check_inputs(&exact, &coins_in, h(200), 0, &params).expect("zero fee is valid");
     assert_eq!(checked.fee, Amount::ZERO);
     let over = signed_tx(&spent, vec![pay(10_001, 3)], 2, &params);
     assert_eq!(
-        check_inputs(&over, &coins_in, 200, 0, &params),
+        check_inputs(&over, &coins_in, h(200), 0, &params),
         Err(TxError::OutputsExceedInputs { inputs: 10_000, outputs: 10_001 })
     );
 }
@@ -160,10 +165,10 @@ fn coinbase_outputs_mature_after_100_blocks() {
     coinbase_coin.is_coinbase = true;
     let spent = vec![(outpoint(4, 0), coinbase_coin.clone())];
     let tx = signed_tx(&spent, vec![pay(4_000, 3)], 2, &params);
-    check_inputs(&tx, &[coinbase_coin.clone()], 150, 0, &params).expect("mature at height + 100");
+    check_inputs(&tx, &[coinbase_coin.clone()], h(150), 0, &params).expect("mature at height + 100");
     assert_eq!(
-        check_inputs(&tx, &[coinbase_coin], 149, 0, &params),
-        Err(TxError::ImmatureCoinbase { input: 0, coin_height: 50, spend_height: 149, maturity: 100 })
+        check_inputs(&tx, &[coinbase_coin], h(149), 0, &params),
+        Err(TxError::ImmatureCoinbase { input: 0, coin_height: h(50), spend_height: h(149), maturity: 100 })
     );
 }
 
@@ -175,19 +180,19 @@ fn lock_time_by_height_and_by_median_time() {
     tx.inputs[0].sequence = 0;
     tx.lock_time = 99;
     crate::testkit::sign(&mut tx, &spent, 2, &params);
-    check_inputs(&tx, &coins_in, 100, 0, &params).expect("lock time below the height");
-    assert!(matches!(check_inputs(&tx, &coins_in, 99, 0, &params), Err(TxError::NotFinal { .. })));
+    check_inputs(&tx, &coins_in, h(100), 0, &params).expect("lock time below the height");
+    assert!(matches!(check_inputs(&tx, &coins_in, h(99), 0, &params), Err(TxError::NotFinal { .. })));
     tx.lock_time = 1_700_000_000;
     crate::testkit::sign(&mut tx, &spent, 2, &params);
-    check_inputs(&tx, &coins_in, 100, 1_700_000_001, &params).expect("lock time below the median time");
+    check_inputs(&tx, &coins_in, h(100), 1_700_000_001, &params).expect("lock time below the median time");
     assert!(matches!(
-        check_inputs(&tx, &coins_in, 100, 1_700_000_000, &params),
+        check_inputs(&tx, &coins_in, h(100), 1_700_000_000, &params),
         Err(TxError::NotFinal { .. })
     ));
     // Every sequence final: the lock time is ignored.
     tx.inputs[0].sequence = u32::MAX;
     crate::testkit::sign(&mut tx, &spent, 2, &params);
-    check_inputs(&tx, &coins_in, 100, 0, &params).expect("lock time ignored");
+    check_inputs(&tx, &coins_in, h(100), 0, &params).expect("lock time ignored");
 }
 
 #[test]
@@ -199,7 +204,7 @@ fn signature_over_the_wrong_amount_fails() {
     let tx = signed_tx(&lied, vec![pay(9_000, 3)], 2, &params);
     let block = block(&params, 1, 50 * crate::COIN, vec![tx]);
     let view = view(&spent);
-    let context = BlockContext { height: 1, median_time: 0 };
+    let context = BlockContext { height: h(1), median_time: 0 };
     let error = connect_block(&block, context, &view, &params, &SequentialVerifier::default())
         .expect_err("bad signature");
     assert_eq!(inner(error), TxError::BadSignature { input: 0 });
@@ -213,7 +218,7 @@ fn signatures_from_another_network_fail() {
     let block = block(&params, 1, 50 * crate::COIN, vec![tx]);
     let error = connect_block(
         &block,
-        BlockContext { height: 1, median_time: 0 },
+        BlockContext { height: h(1), median_time: 0 },
         &view(&spent),
         &params,
         &SequentialVerifier::default(),
@@ -227,21 +232,21 @@ fn witness_must_be_one_64_byte_signature() {
     let (params, spent) = spend_fixture();
     let coins_in: Vec<_> = spent.iter().map(|(_, c)| c.clone()).collect();
     let mut tx = signed_tx(&spent, vec![pay(9_000, 3)], 2, &params);
-    check_inputs(&tx, &coins_in, 200, 0, &params).expect("one 64-byte item");
+    check_inputs(&tx, &coins_in, h(200), 0, &params).expect("one 64-byte item");
     tx.inputs[0].witness[0].push(0);
     assert_eq!(
-        check_inputs(&tx, &coins_in, 200, 0, &params),
+        check_inputs(&tx, &coins_in, h(200), 0, &params),
         Err(TxError::BadWitness { input: 0, items: 1 })
     );
     tx.inputs[0].witness[0].truncate(64);
     tx.inputs[0].witness.push(vec![0; 64]);
     assert_eq!(
-        check_inputs(&tx, &coins_in, 200, 0, &params),
+        check_inputs(&tx, &coins_in, h(200), 0, &params),
         Err(TxError::BadWitness { input: 0, items: 2 })
     );
     tx.inputs[0].witness.clear();
     assert_eq!(
-        check_inputs(&tx, &coins_in, 200, 0, &params),
+        check_inputs(&tx, &coins_in, h(200), 0, &params),
         Err(TxError::BadWitness { input: 0, items: 0 })
     );
 }
@@ -257,7 +262,7 @@ fn connect(
     check_block(block, &params)?;
     connect_block(
         block,
-        BlockContext { height, median_time: 0 },
+        BlockContext { height: h(height), median_time: 0 },
         &view(spent),
         &params,
         &SequentialVerifier::default(),
@@ -268,7 +273,7 @@ fn connect(
 fn coinbase_may_claim_subsidy_plus_fees_and_not_one_unit_more() {
     let (params, spent) = spend_fixture();
     let tx = signed_tx(&spent, vec![pay(9_000, 3)], 2, &params); // fee 1,000
-    let subsidy = params.subsidy(1).to_base_units();
+    let subsidy = params.subsidy(h(1)).to_base_units();
     let exact = block(&params, 1, subsidy + 1_000, vec![tx.clone()]);
     let changes = connect(&exact, 1, &spent).expect("subsidy + fees exactly");
     assert_eq!(changes.fees, coins(1_000));
@@ -282,13 +287,13 @@ fn coinbase_may_claim_subsidy_plus_fees_and_not_one_unit_more() {
 #[test]
 fn subsidy_halves_on_schedule_and_ends() {
     let params = params(); // regtest: every 150 blocks
-    assert_eq!(params.subsidy(149).to_base_units(), 50 * crate::COIN);
-    assert_eq!(params.subsidy(150).to_base_units(), 25 * crate::COIN);
-    assert_eq!(params.subsidy(150 * 63).to_base_units(), (50 * crate::COIN) >> 63);
-    assert_eq!(params.subsidy(150 * 64), Amount::ZERO);
+    assert_eq!(params.subsidy(h(149)).to_base_units(), 50 * crate::COIN);
+    assert_eq!(params.subsidy(h(150)).to_base_units(), 25 * crate::COIN);
+    assert_eq!(params.subsidy(h(150 * 63)).to_base_units(), (50 * crate::COIN) >> 63);
+    assert_eq!(params.subsidy(h(150 * 64)), Amount::ZERO);
     let main = crate::params::Network::Main.params();
-    assert_eq!(main.subsidy(209_999).to_base_units(), 50 * crate::COIN);
-    assert_eq!(main.subsidy(210_000).to_base_units(), 25 * crate::COIN);
+    assert_eq!(main.subsidy(h(209_999)).to_base_units(), 50 * crate::COIN);
+    assert_eq!(main.subsidy(h(210_000)).to_base_units(), 25 * crate::COIN);
 }
 
 #[test]
@@ -296,7 +301,7 @@ fn coinbase_must_start_with_the_height() {
     let params = params();
     let block = block(&params, 7, 1, vec![]);
     connect(&block, 7, &[]).expect("height 7 matches");
-    assert_eq!(connect(&block, 8, &[]), Err(BlockError::CoinbaseHeight { expected: 8 }));
+    assert_eq!(connect(&block, 8, &[]), Err(BlockError::CoinbaseHeight { expected: h(8) }));
 }
 
 #[test]

@@ -35,7 +35,11 @@ pub fn coins(units: u64) -> Amount {
 
 /// A spendable (mature, non-coinbase) coin of `units` locked to key `n`.
 pub fn coin(units: u64, n: u8, height: u32) -> Coin {
-    Coin { output: TxOut { amount: coins(units), lock: lock(n) }, height, is_coinbase: false }
+    Coin {
+        output: TxOut { amount: coins(units), lock: lock(n) },
+        height: crate::Height::new(height),
+        is_coinbase: false,
+    }
 }
 
 pub fn outpoint(tag: u8, index: u32) -> OutPoint {
