@@ -120,7 +120,7 @@ impl FromStr for Amount {
             || !all_digits(fraction)
             || fraction.len() > 8
             || whole.len() > 8
-            || text.ends_with('.') && fraction.is_empty() && text.contains('.')
+            || text.ends_with('.')
         {
             return Err(bad());
         }
