@@ -7,6 +7,7 @@
 use crate::asert::{next_target, AsertAnchor};
 use crate::block::{BlockHeader, VERSION_ROLLING_MASK};
 use crate::error::HeaderError;
+use crate::height::Height;
 use crate::params::{DifficultyRule, Params};
 use crate::pow::{CompactTarget, Target, U256};
 
@@ -16,12 +17,12 @@ pub const MEDIAN_TIME_SPAN: u32 = 11;
 /// The headers of one branch, by height.
 pub trait HeaderAncestry {
     /// The header at `height` on the branch being extended, if known.
-    fn header_at(&self, height: u32) -> Option<BlockHeader>;
+    fn header_at(&self, height: Height) -> Option<BlockHeader>;
 }
 
 impl HeaderAncestry for [BlockHeader] {
-    fn header_at(&self, height: u32) -> Option<BlockHeader> {
-        self.get(height as usize).copied()
+    fn header_at(&self, height: Height) -> Option<BlockHeader> {
+        self.get(height.get() as usize).copied()
     }
 }
 
@@ -52,7 +53,7 @@ pub fn check_header(header: &BlockHeader, params: &Params) -> Result<(), HeaderE
     Ok(())
 }
 
-fn ancestor(ancestry: &(impl HeaderAncestry + ?Sized), height: u32) -> Result<BlockHeader, HeaderError> {
+fn ancestor(ancestry: &(impl HeaderAncestry + ?Sized), height: Height) -> Result<BlockHeader, HeaderError> {
     ancestry.header_at(height).ok_or(HeaderError::MissingAncestor(height))
 }
 
@@ -64,13 +65,13 @@ fn ancestor(ancestry: &(impl HeaderAncestry + ?Sized), height: u32) -> Result<Bl
 /// [`HeaderError::MissingAncestor`] when the tip itself is unknown.
 pub fn median_time_past(
     ancestry: &(impl HeaderAncestry + ?Sized),
-    tip_height: u32,
+    tip_height: Height,
 ) -> Result<u32, HeaderError> {
     let mut times = Vec::with_capacity(MEDIAN_TIME_SPAN as usize);
     times.push(ancestor(ancestry, tip_height)?.time);
-    let first = tip_height.saturating_sub(MEDIAN_TIME_SPAN - 1);
-    for height in (first..tip_height).rev() {
-        match ancestry.header_at(height) {
+    let first = tip_height.get().saturating_sub(MEDIAN_TIME_SPAN - 1);
+    for height in (first..tip_height.get()).rev() {
+        match ancestry.header_at(Height::new(height)) {
             Some(header) => times.push(header.time),
             None => break,
         }
@@ -86,31 +87,33 @@ pub fn median_time_past(
 pub fn next_bits(
     params: &Params,
     ancestry: &(impl HeaderAncestry + ?Sized),
-    tip_height: u32,
+    tip_height: Height,
 ) -> Result<CompactTarget, HeaderError> {
     let genesis_bits = params.genesis.header.bits;
     match params.difficulty {
         DifficultyRule::Fixed => Ok(genesis_bits),
         DifficultyRule::Asert(asert) => {
-            if tip_height == 0 {
+            if tip_height == Height::GENESIS {
                 // Block 1, the anchor, carries the genesis bits.
                 return Ok(genesis_bits);
             }
-            let anchor_block = ancestor(ancestry, 1)?;
+            let anchor_block = ancestor(ancestry, Height::new(1))?;
             let tip = ancestor(ancestry, tip_height)?;
             let anchor = AsertAnchor {
                 height: 1,
                 parent_time: i64::from(anchor_block.time) - asert.spacing,
                 target: genesis_bits.to_target()?,
             };
-            Ok(next_target(&anchor, &asert, u64::from(tip_height), i64::from(tip.time)))
+            Ok(next_target(&anchor, &asert, u64::from(tip_height.get()), i64::from(tip.time)))
         }
         DifficultyRule::BitcoinRetarget { interval, timespan } => {
             let tip = ancestor(ancestry, tip_height)?;
-            if !(tip_height + 1).is_multiple_of(interval) {
+            let next = u64::from(tip_height.get()) + 1;
+            if !next.is_multiple_of(u64::from(interval)) {
                 return Ok(tip.bits);
             }
-            let first = ancestor(ancestry, tip_height + 1 - interval)?;
+            // next >= interval here, so this is at most tip_height.
+            let first = ancestor(ancestry, Height::new((next - u64::from(interval)) as u32))?;
             Ok(bitcoin_retarget(tip.bits, first.time, tip.time, timespan, params.pow_limit)?)
         }
     }
@@ -154,7 +157,7 @@ pub fn check_header_contextual(
     header: &BlockHeader,
     params: &Params,
     ancestry: &(impl HeaderAncestry + ?Sized),
-    tip_height: u32,
+    tip_height: Height,
     now: u64,
 ) -> Result<(), HeaderError> {
     let tip = ancestor(ancestry, tip_height)?;

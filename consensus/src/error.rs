@@ -66,7 +66,7 @@ pub enum HeaderError {
     },
     /// The chain context lacks an ancestor the rules need.
     #[error("ancestor at height {0} is not known")]
-    MissingAncestor(u32),
+    MissingAncestor(Height),
 }
 
 impl HeaderError {

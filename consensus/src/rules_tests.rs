@@ -445,7 +445,7 @@ fn time_must_pass_the_median_and_stay_within_the_future_bound() {
         mine(&mut h);
         chain.push(h);
     }
-    let median = median_time_past(chain.as_slice(), 10).expect("known");
+    let median = median_time_past(chain.as_slice(), h(10)).expect("known");
     assert_eq!(median, 1050);
     let mut next = chain[0];
     next.prev_block = chain[10].block_hash();
@@ -458,7 +458,7 @@ fn time_must_pass_the_median_and_stay_within_the_future_bound() {
     ] {
         next.time = time;
         mine(&mut next);
-        let result = check_header_contextual(&next, &params, chain.as_slice(), 10, now);
+        let result = check_header_contextual(&next, &params, chain.as_slice(), h(10), now);
         assert_eq!(result.err(), expected, "time {time}");
     }
     assert!(!HeaderError::TimeTooNew { time: 0, max: 0 }.is_permanent());
@@ -472,12 +472,12 @@ fn bits_must_match_the_schedule_and_work_must_be_met() {
     header.time += 1;
     mine(&mut header);
     let chain = [params.genesis.header];
-    check_header_contextual(&header, &params, chain.as_slice(), 0, u64::from(header.time))
+    check_header_contextual(&header, &params, chain.as_slice(), Height::GENESIS, u64::from(header.time))
         .expect("fixed bits");
     header.bits = crate::pow::CompactTarget::from_consensus(0x207f_fffe);
     mine(&mut header);
     assert!(matches!(
-        check_header_contextual(&header, &params, chain.as_slice(), 0, u64::from(header.time)),
+        check_header_contextual(&header, &params, chain.as_slice(), Height::GENESIS, u64::from(header.time)),
         Err(HeaderError::UnexpectedBits { .. })
     ));
     // Find a nonce that fails the easiest target.

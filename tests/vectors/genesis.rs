@@ -2,7 +2,7 @@
 
 use cairn_consensus::chain::{check_header, check_header_contextual};
 use cairn_consensus::hash::sha256d;
-use cairn_consensus::{BlockHeader, Decode, Encode, MerkleRoot, Params};
+use cairn_consensus::{BlockHeader, Decode, Encode, Height, MerkleRoot, Params};
 
 use crate::support::{hex_u32, read_vector_json, unhex};
 
@@ -30,8 +30,14 @@ fn bitcoin_blocks_0_1_2() {
         assert_eq!(txid.to_string(), block["coinbase_txid"].as_str().expect("coinbase_txid"));
         check_header(&header, &params).expect("valid work");
         if height > 0 {
-            check_header_contextual(&header, &params, chain.as_slice(), height - 1, 2_000_000_000)
-                .expect("valid in context");
+            check_header_contextual(
+                &header,
+                &params,
+                chain.as_slice(),
+                Height::new(height - 1),
+                2_000_000_000,
+            )
+            .expect("valid in context");
         }
         chain.push(header);
     }

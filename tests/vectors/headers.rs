@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use cairn_consensus::chain::{check_header, check_header_contextual, HeaderAncestry};
 use cairn_consensus::pow::{Work, U256};
-use cairn_consensus::{BlockHeader, Params};
+use cairn_consensus::{BlockHeader, Height, Params};
 
 use crate::support::{read_vector, read_vector_text, unhex};
 
@@ -50,8 +50,8 @@ struct Offset<'a> {
 }
 
 impl HeaderAncestry for Offset<'_> {
-    fn header_at(&self, height: u32) -> Option<BlockHeader> {
-        height.checked_sub(self.base).and_then(|i| self.headers.get(i as usize)).copied()
+    fn header_at(&self, height: Height) -> Option<BlockHeader> {
+        height.get().checked_sub(self.base).and_then(|i| self.headers.get(i as usize)).copied()
     }
 }
 
@@ -72,7 +72,7 @@ fn validate_chain(
         check_header(header, &params).unwrap_or_else(|e| panic!("header {height}: {e}"));
         if i > 0 {
             let ancestry = Offset { base, headers: &headers[..i] };
-            check_header_contextual(header, &params, &ancestry, height - 1, now)
+            check_header_contextual(header, &params, &ancestry, Height::new(height - 1), now)
                 .unwrap_or_else(|e| panic!("header {height}: {e}"));
         }
         work = work + header.bits.to_target().expect("valid bits").work();
@@ -118,17 +118,18 @@ fn a_broken_link_or_wrong_bits_is_caught() {
     let params = Params::bitcoin_header_profile();
     let ancestry = Offset { base: 0, headers: &headers[..2016] };
     // The real header at 2016 passes; with the prev hash changed it does not.
-    check_header_contextual(&headers[2016], &params, &ancestry, 2015, 2_000_000_000).expect("real header");
+    check_header_contextual(&headers[2016], &params, &ancestry, Height::new(2015), 2_000_000_000)
+        .expect("real header");
     let mut broken = headers[2016];
     broken.prev_block = headers[2014].block_hash();
     assert!(matches!(
-        check_header_contextual(&broken, &params, &ancestry, 2015, 2_000_000_000),
+        check_header_contextual(&broken, &params, &ancestry, Height::new(2015), 2_000_000_000),
         Err(cairn_consensus::HeaderError::PrevMismatch { .. })
     ));
     let mut wrong_bits = headers[2016];
     wrong_bits.bits = cairn_consensus::CompactTarget::from_consensus(0x1d00_fffe);
     assert!(matches!(
-        check_header_contextual(&wrong_bits, &params, &ancestry, 2015, 2_000_000_000),
+        check_header_contextual(&wrong_bits, &params, &ancestry, Height::new(2015), 2_000_000_000),
         Err(cairn_consensus::HeaderError::UnexpectedBits { .. })
     ));
 }
