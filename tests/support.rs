@@ -1,6 +1,10 @@
 //! Helpers shared by the test modules.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use cairn_consensus::BlockHeader;
 
 /// The published vectors folder: `$CAIRN_VECTORS`, else `../shared/vectors`
 /// beside the project root.
@@ -34,4 +38,41 @@ pub fn unhex(text: &str) -> Vec<u8> {
 /// Parses `0x`-prefixed or bare hex as u32.
 pub fn hex_u32(text: &str) -> u32 {
     u32::from_str_radix(text.trim_start_matches("0x"), 16).expect("hex u32 in vector")
+}
+
+/// Reads a vector file of concatenated 80-byte headers.
+pub fn read_headers(file: &str) -> Vec<BlockHeader> {
+    let bytes = read_vector(file);
+    assert_eq!(bytes.len() % 80, 0, "{file} holds whole headers");
+    bytes.chunks_exact(80).map(|chunk| BlockHeader::from_bytes(chunk.try_into().expect("80 bytes"))).collect()
+}
+
+/// The path of a workspace binary (`cairn-node`, `cairn-miner`,
+/// `cairn-wallet`), built on first use. Cargo offers `CARGO_BIN_EXE_*` only
+/// for the test's own package, so this builds the binaries into the target
+/// directory this test binary runs from, in the same profile.
+pub fn binary(name: &str) -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    let dir = BUILT.get_or_init(|| {
+        // <target>/<profile>/deps/system-<hash>
+        let exe = std::env::current_exe().expect("test binary path");
+        let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps").to_path_buf();
+        let target_dir = profile_dir.parent().expect("target dir").to_path_buf();
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let mut args = vec!["build", "--bins", "--workspace", "--locked"];
+        if profile_dir.ends_with("release") {
+            args.push("--release");
+        }
+        let status = Command::new(cargo)
+            .args(args)
+            .env("CARGO_TARGET_DIR", &target_dir)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("running cargo build for the binaries");
+        assert!(status.success(), "cargo build of the binaries failed");
+        profile_dir
+    });
+    let path = dir.join(name);
+    assert!(path.exists(), "{} was not built", path.display());
+    path
 }

@@ -9,7 +9,7 @@ use cairn_consensus::chain::{check_header, check_header_contextual, HeaderAncest
 use cairn_consensus::pow::{Work, U256};
 use cairn_consensus::{BlockHeader, Height, Params};
 
-use crate::support::{read_vector, read_vector_text, unhex};
+use crate::support::{read_headers, read_vector_text, unhex};
 
 struct Boundary {
     hash: String,
@@ -35,12 +35,6 @@ fn boundaries() -> HashMap<u32, Boundary> {
         .collect();
     assert_eq!(rows.len(), 827, "every boundary row was read");
     rows
-}
-
-fn parse_headers(file: &str) -> Vec<BlockHeader> {
-    let bytes = read_vector(file);
-    assert_eq!(bytes.len() % 80, 0, "{file} holds whole headers");
-    bytes.chunks_exact(80).map(|chunk| BlockHeader::from_bytes(chunk.try_into().expect("80 bytes"))).collect()
 }
 
 /// Headers from `base` upwards.
@@ -88,7 +82,7 @@ fn validate_chain(
 
 #[test]
 fn headers_from_genesis_form_a_valid_chain() {
-    let headers = parse_headers("headers/btc_mainnet_headers_0_32259.bin");
+    let headers = read_headers("headers/btc_mainnet_headers_0_32259.bin");
     assert_eq!(headers.len(), 32_260);
     let params = Params::bitcoin_header_profile();
     assert_eq!(headers[0].block_hash(), params.genesis_hash, "file starts at Bitcoin's genesis");
@@ -99,7 +93,7 @@ fn headers_from_genesis_form_a_valid_chain() {
 
 #[test]
 fn recent_headers_form_a_valid_chain_from_their_checkpoint() {
-    let headers = parse_headers("headers/btc_mainnet_headers_822528_830592.bin");
+    let headers = read_headers("headers/btc_mainnet_headers_822528_830592.bin");
     assert_eq!(headers.len(), 8_065);
     let boundaries = boundaries();
     let first = boundaries.get(&822_528).expect("the first header is a boundary row");
@@ -113,7 +107,7 @@ fn recent_headers_form_a_valid_chain_from_their_checkpoint() {
 
 #[test]
 fn a_broken_link_or_wrong_bits_is_caught() {
-    let mut headers = parse_headers("headers/btc_mainnet_headers_0_32259.bin");
+    let mut headers = read_headers("headers/btc_mainnet_headers_0_32259.bin");
     headers.truncate(2100);
     let params = Params::bitcoin_header_profile();
     let ancestry = Offset { base: 0, headers: &headers[..2016] };
