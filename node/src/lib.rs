@@ -1,6 +1,11 @@
-//! # cairn-node
-//!
-//! The full node: chain store, validation pipeline, mempool, peer-to-peer
-//! networking, JSON-RPC and built-in mining. Not built yet: see the open
-//! issues "The full node" and "The network". The consensus rules it will
-//! apply are complete in `cairn-consensus`.
+//! The Cairn full node: chain store, validation and chain selection,
+//! mempool, JSON-RPC and built-in mining.
+
+pub mod chain;
+pub mod mempool;
+pub mod records;
+pub mod store;
+pub mod template;
+
+#[cfg(test)]
+mod tests;

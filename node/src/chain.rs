@@ -1,0 +1,689 @@
+//! The chain state: the block index in memory, the active chain, and
+//! connecting, disconnecting and choosing blocks, each change one atomic
+//! store batch applied to memory only after it is written.
+
+use std::cell::RefCell;
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use cairn_consensus::chain::{
+    check_header, check_header_contextual, median_time_past, next_bits, HeaderAncestry,
+};
+use cairn_consensus::check::{check_block, connect_block, BlockContext, Coin, SignatureVerifier, UtxoView};
+use cairn_consensus::pow::CompactTarget;
+use cairn_consensus::sighash::SignatureCheck;
+use cairn_consensus::{
+    Amount, Block, BlockError, BlockHash, BlockHeader, Decode, Encode, HeaderError, Height, OutPoint, Params,
+    Work,
+};
+use rayon::prelude::*;
+use secp256k1::{Secp256k1, VerifyOnly};
+
+use crate::records::{
+    address_coin_key, address_history_key, coin_bytes, coin_from_bytes, decode_undo, encode_undo,
+    outpoint_key, IndexRecord, HAS_BODY, INVALID,
+};
+use crate::store::{Batch, Cf, Store, StoreError};
+
+/// Blocks with unknown parents kept at most.
+pub const MAX_ORPHAN_BLOCKS: usize = 64;
+
+const META_TIP: &[u8] = b"tip";
+
+/// Why a block was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum ChainError {
+    /// The header breaks a header rule.
+    #[error("invalid header: {0}")]
+    Header(#[from] HeaderError),
+    /// The block breaks a block rule.
+    #[error("invalid block: {0}")]
+    Block(#[from] BlockError),
+    /// The block was found invalid before.
+    #[error("block {0} is known to be invalid")]
+    KnownInvalid(BlockHash),
+    /// The block's parent (or an earlier ancestor) is invalid.
+    #[error("block {0} descends from an invalid block")]
+    InvalidAncestor(BlockHash),
+    /// The store failed.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// What became of a submitted block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Accepted {
+    /// Stored; the active chain changed (it may have become the tip).
+    Activated,
+    /// Stored on a branch with no more work than the active chain.
+    SideBranch,
+    /// Already stored.
+    Duplicate,
+    /// Its parent is unknown: held in the orphan pool.
+    Orphan,
+}
+
+/// Blocks connected and disconnected by one change of the active chain,
+/// for the mempool.
+#[derive(Debug, Default)]
+pub struct Reorganization {
+    /// Blocks disconnected, tip first.
+    pub disconnected: Vec<Block>,
+    /// Blocks connected, lowest first.
+    pub connected: Vec<Block>,
+}
+
+/// One block in the index.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// The header.
+    pub header: BlockHeader,
+    /// Height, chain work and status.
+    pub record: IndexRecord,
+    /// Arrival order, so that equal work keeps the block seen first.
+    seq: u64,
+}
+
+/// A digest of the UTXO set: the same on two nodes with the same set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UtxoDigest {
+    /// Unspent outputs.
+    pub count: u64,
+    /// Their total amount.
+    pub total: Amount,
+    /// SHA-256 over every (outpoint key, coin record) pair in key order.
+    pub hash: [u8; 32],
+}
+
+/// Checks signatures on all cores.
+#[derive(Debug)]
+pub struct ParallelVerifier {
+    secp: Secp256k1<VerifyOnly>,
+}
+
+impl Default for ParallelVerifier {
+    fn default() -> Self {
+        Self { secp: Secp256k1::verification_only() }
+    }
+}
+
+impl SignatureVerifier for ParallelVerifier {
+    fn first_failure(&self, checks: &[SignatureCheck]) -> Option<usize> {
+        checks.par_iter().with_min_len(8).position_any(|check| !check.verify(&self.secp))
+    }
+}
+
+/// The UTXO set in the store, remembering a read failure so that it is
+/// not mistaken for a missing coin.
+struct StoreView<'a> {
+    store: &'a dyn Store,
+    failure: RefCell<Option<StoreError>>,
+}
+
+impl UtxoView for StoreView<'_> {
+    fn coin(&self, outpoint: &OutPoint) -> Option<Coin> {
+        match self.store.get(Cf::Utxo, &outpoint_key(outpoint)) {
+            Ok(Some(bytes)) => match coin_from_bytes(&bytes) {
+                Ok(coin) => Some(coin),
+                Err(_) => {
+                    *self.failure.borrow_mut() = Some(StoreError::Corrupt("coin"));
+                    None
+                }
+            },
+            Ok(None) => None,
+            Err(error) => {
+                *self.failure.borrow_mut() = Some(error);
+                None
+            }
+        }
+    }
+}
+
+/// The headers of one branch: the active chain up to the fork, then the
+/// branch's own blocks.
+struct Branch<'a> {
+    chain: &'a Chain,
+    fork_height: u32,
+    above: Vec<BlockHeader>,
+}
+
+impl HeaderAncestry for Branch<'_> {
+    fn header_at(&self, height: Height) -> Option<BlockHeader> {
+        let h = height.get();
+        if h <= self.fork_height {
+            self.chain.active.get(h as usize).and_then(|hash| self.chain.index.get(hash)).map(|e| e.header)
+        } else {
+            self.above.get((h - self.fork_height - 1) as usize).copied()
+        }
+    }
+}
+
+/// The chain state.
+#[derive(Debug)]
+pub struct Chain {
+    params: Params,
+    store: Arc<dyn Store>,
+    index: HashMap<BlockHash, Entry>,
+    active: Vec<BlockHash>,
+    orphans: HashMap<BlockHash, Block>,
+    orphan_order: VecDeque<BlockHash>,
+    next_seq: u64,
+    verifier: ParallelVerifier,
+    /// The rule the last block that failed to connect broke.
+    last_failure: Option<BlockError>,
+}
+
+impl Chain {
+    /// Opens the chain in `store`, writing the genesis block into an empty
+    /// one, and resumes any switch to a heavier branch a crash interrupted.
+    ///
+    /// # Errors
+    /// When the store fails or holds records that do not decode.
+    pub fn open(store: Arc<dyn Store>, params: Params) -> Result<Self, ChainError> {
+        let mut chain = Self {
+            params,
+            store,
+            index: HashMap::new(),
+            active: Vec::new(),
+            orphans: HashMap::new(),
+            orphan_order: VecDeque::new(),
+            next_seq: 0,
+            verifier: ParallelVerifier::default(),
+            last_failure: None,
+        };
+        let mut records = Vec::new();
+        chain.store.for_each(Cf::Index, &mut |key, value| records.push((key.to_vec(), value.to_vec())))?;
+        for (key, value) in records {
+            let hash =
+                BlockHash::from_byte_array(key.try_into().map_err(|_| StoreError::Corrupt("index key"))?);
+            let record = IndexRecord::from_bytes(&value).map_err(|_| StoreError::Corrupt("index"))?;
+            let header_bytes =
+                chain.store.get(Cf::Headers, &hash.to_byte_array())?.ok_or(StoreError::Corrupt("header"))?;
+            let header =
+                BlockHeader::from_bytes(&header_bytes.try_into().map_err(|_| StoreError::Corrupt("header"))?);
+            let seq = chain.take_seq();
+            chain.index.insert(hash, Entry { header, record, seq });
+        }
+        match chain.store.get(Cf::Meta, META_TIP)? {
+            None => chain.write_genesis()?,
+            Some(tip) => {
+                let tip = BlockHash::from_byte_array(tip.try_into().map_err(|_| StoreError::Corrupt("tip"))?);
+                let mut hash = tip;
+                let mut hashes = Vec::new();
+                loop {
+                    let entry = chain.index.get(&hash).ok_or(StoreError::Corrupt("tip ancestry"))?;
+                    hashes.push(hash);
+                    if entry.record.height == Height::GENESIS {
+                        break;
+                    }
+                    hash = entry.header.prev_block;
+                }
+                hashes.reverse();
+                if hashes[0] != chain.params.genesis_hash {
+                    return Err(StoreError::Corrupt("genesis").into());
+                }
+                chain.active = hashes;
+            }
+        }
+        chain.activate_best_chain()?;
+        Ok(chain)
+    }
+
+    fn take_seq(&mut self) -> u64 {
+        self.next_seq += 1;
+        self.next_seq
+    }
+
+    fn write_genesis(&mut self) -> Result<(), ChainError> {
+        let genesis = self.params.genesis.clone();
+        let hash = genesis.block_hash();
+        let record = IndexRecord {
+            height: Height::GENESIS,
+            chain_work: genesis.header.bits.to_target().map_err(HeaderError::from)?.work(),
+            flags: HAS_BODY,
+        };
+        let mut batch = Batch::new();
+        batch.put(Cf::Headers, hash.to_byte_array(), genesis.header.to_bytes());
+        batch.put(Cf::Bodies, hash.to_byte_array(), genesis.encode());
+        batch.put(Cf::Undo, hash.to_byte_array(), encode_undo(&[]));
+        batch.put(Cf::Index, hash.to_byte_array(), record.to_bytes());
+        batch.put(Cf::Meta, META_TIP, hash.to_byte_array());
+        self.store.write(batch)?;
+        let seq = self.take_seq();
+        self.index.insert(hash, Entry { header: genesis.header, record, seq });
+        self.active = vec![hash];
+        Ok(())
+    }
+
+    /// The network parameters.
+    #[must_use]
+    pub fn params(&self) -> &Params {
+        &self.params
+    }
+
+    /// The store.
+    #[must_use]
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The tip's height.
+    #[must_use]
+    pub fn height(&self) -> Height {
+        Height::new((self.active.len() - 1) as u32)
+    }
+
+    /// The tip's hash.
+    #[must_use]
+    pub fn tip(&self) -> BlockHash {
+        *self.active.last().expect("the active chain holds genesis")
+    }
+
+    /// The tip's index entry.
+    #[must_use]
+    pub fn tip_entry(&self) -> &Entry {
+        &self.index[&self.tip()]
+    }
+
+    /// The active chain's block at `height`.
+    #[must_use]
+    pub fn hash_at(&self, height: Height) -> Option<BlockHash> {
+        self.active.get(height.get() as usize).copied()
+    }
+
+    /// Whether `hash` is on the active chain.
+    #[must_use]
+    pub fn is_active(&self, hash: &BlockHash) -> bool {
+        self.index.get(hash).is_some_and(|e| self.hash_at(e.record.height) == Some(*hash))
+    }
+
+    /// A block's index entry.
+    #[must_use]
+    pub fn entry(&self, hash: &BlockHash) -> Option<&Entry> {
+        self.index.get(hash)
+    }
+
+    /// Blocks in the index.
+    #[must_use]
+    pub fn index_len(&self) -> usize {
+        self.index.len()
+    }
+
+    /// Blocks in the orphan pool.
+    #[must_use]
+    pub fn orphan_count(&self) -> usize {
+        self.orphans.len()
+    }
+
+    /// A stored block.
+    ///
+    /// # Errors
+    /// When the store fails or the stored bytes do not decode.
+    pub fn block(&self, hash: &BlockHash) -> Result<Option<Block>, ChainError> {
+        match self.store.get(Cf::Bodies, &hash.to_byte_array())? {
+            None => Ok(None),
+            Some(bytes) => Ok(Some(Block::decode(&bytes).map_err(|_| StoreError::Corrupt("block"))?)),
+        }
+    }
+
+    /// An unspent coin.
+    ///
+    /// # Errors
+    /// When the store fails.
+    pub fn coin(&self, outpoint: &OutPoint) -> Result<Option<Coin>, ChainError> {
+        match self.store.get(Cf::Utxo, &outpoint_key(outpoint))? {
+            None => Ok(None),
+            Some(bytes) => Ok(Some(coin_from_bytes(&bytes).map_err(|_| StoreError::Corrupt("coin"))?)),
+        }
+    }
+
+    /// The median time past of the tip.
+    #[must_use]
+    pub fn median_time_past(&self) -> u32 {
+        median_time_past(&self.active_ancestry(), self.height()).expect("the tip is in the index")
+    }
+
+    /// The bits the next block must carry.
+    #[must_use]
+    pub fn next_bits(&self) -> CompactTarget {
+        next_bits(&self.params, &self.active_ancestry(), self.height())
+            .expect("the active chain is in the index")
+    }
+
+    fn active_ancestry(&self) -> Branch<'_> {
+        Branch { chain: self, fork_height: self.height().get(), above: Vec::new() }
+    }
+
+    /// The headers of the branch ending at `tip` (which must be in the index).
+    fn branch(&self, tip: BlockHash) -> Branch<'_> {
+        let mut above = Vec::new();
+        let mut hash = tip;
+        while !self.is_active(&hash) {
+            let entry = &self.index[&hash];
+            above.push(entry.header);
+            hash = entry.header.prev_block;
+        }
+        above.reverse();
+        let fork_height = self.index[&hash].record.height.get();
+        Branch { chain: self, fork_height, above }
+    }
+
+    /// The digest of the UTXO set.
+    ///
+    /// # Errors
+    /// When the store fails or holds a coin that does not decode.
+    pub fn utxo_digest(&self) -> Result<UtxoDigest, ChainError> {
+        utxo_digest(self.store.as_ref())
+    }
+
+    /// Validates `block` and stores it; switches to the branch with the
+    /// most work if that changed. `now` is the node's clock in Unix seconds.
+    ///
+    /// # Errors
+    /// The rule the block breaks (when it breaks a rule its header commits
+    /// to, it is remembered as invalid with its descendants), or a store
+    /// failure.
+    pub fn submit_block(&mut self, block: Block, now: u64) -> Result<(Accepted, Reorganization), ChainError> {
+        let hash = block.block_hash();
+        if let Some(entry) = self.index.get(&hash) {
+            if entry.record.flags & INVALID != 0 {
+                return Err(ChainError::KnownInvalid(hash));
+            }
+            if entry.record.flags & HAS_BODY != 0 {
+                return Ok((Accepted::Duplicate, Reorganization::default()));
+            }
+        }
+        check_header(&block.header, &self.params)?;
+        let Some(parent) = self.index.get(&block.header.prev_block) else {
+            self.add_orphan(hash, block);
+            return Ok((Accepted::Orphan, Reorganization::default()));
+        };
+        if parent.record.flags & INVALID != 0 {
+            self.store_invalid(&block.header, None)?;
+            return Err(ChainError::InvalidAncestor(hash));
+        }
+        let parent_record = parent.record;
+        let ancestry = self.branch(block.header.prev_block);
+        if let Err(error) =
+            check_header_contextual(&block.header, &self.params, &ancestry, parent_record.height, now)
+        {
+            if error.is_permanent() {
+                self.store_invalid(&block.header, Some(parent_record))?;
+            }
+            return Err(error.into());
+        }
+        if let Err(error) = check_block(&block, &self.params) {
+            if error.marks_invalid() {
+                self.store_invalid(&block.header, Some(parent_record))?;
+            }
+            return Err(error.into());
+        }
+        let target = block.header.bits.to_target().map_err(HeaderError::from)?;
+        let record = IndexRecord {
+            height: parent_record.height.next(),
+            chain_work: parent_record.chain_work + target.work(),
+            flags: HAS_BODY,
+        };
+        let mut batch = Batch::new();
+        batch.put(Cf::Headers, hash.to_byte_array(), block.header.to_bytes());
+        batch.put(Cf::Bodies, hash.to_byte_array(), block.encode());
+        batch.put(Cf::Index, hash.to_byte_array(), record.to_bytes());
+        self.store.write(batch)?;
+        let seq = self.take_seq();
+        self.index.insert(hash, Entry { header: block.header, record, seq });
+
+        let tip_before = self.tip();
+        let mut reorg = self.activate_best_chain()?;
+        let entry = &self.index[&hash];
+        if entry.record.flags & INVALID != 0 {
+            // Connecting it failed: report the rule it broke.
+            return Err(self.last_failure.take().map_or(ChainError::KnownInvalid(hash), ChainError::Block));
+        }
+        let accepted = if self.tip() != tip_before { Accepted::Activated } else { Accepted::SideBranch };
+        // Orphans waiting for this block.
+        let waiting: Vec<BlockHash> =
+            self.orphans.iter().filter(|(_, b)| b.header.prev_block == hash).map(|(h, _)| *h).collect();
+        for orphan_hash in waiting {
+            if let Some(orphan) = self.remove_orphan(&orphan_hash) {
+                if let Ok((_, more)) = self.submit_block(orphan, now) {
+                    reorg.disconnected.extend(more.disconnected);
+                    reorg.connected.extend(more.connected);
+                }
+            }
+        }
+        Ok((accepted, reorg))
+    }
+
+    fn add_orphan(&mut self, hash: BlockHash, block: Block) {
+        if self.orphans.contains_key(&hash) {
+            return;
+        }
+        while self.orphans.len() >= MAX_ORPHAN_BLOCKS {
+            match self.orphan_order.pop_front() {
+                Some(oldest) => {
+                    self.orphans.remove(&oldest);
+                }
+                None => break,
+            }
+        }
+        self.orphans.insert(hash, block);
+        self.orphan_order.push_back(hash);
+    }
+
+    fn remove_orphan(&mut self, hash: &BlockHash) -> Option<Block> {
+        self.orphan_order.retain(|h| h != hash);
+        self.orphans.remove(hash)
+    }
+
+    /// Remembers a block as invalid (header only), so that it and its
+    /// descendants are refused without being checked again.
+    fn store_invalid(&mut self, header: &BlockHeader, parent: Option<IndexRecord>) -> Result<(), ChainError> {
+        let hash = header.block_hash();
+        let (height, chain_work) =
+            parent.map_or((Height::GENESIS, Work::ZERO), |p| (p.height.next(), p.chain_work));
+        let record = IndexRecord { height, chain_work, flags: INVALID };
+        let mut batch = Batch::new();
+        batch.put(Cf::Headers, hash.to_byte_array(), header.to_bytes());
+        batch.put(Cf::Index, hash.to_byte_array(), record.to_bytes());
+        self.store.write(batch)?;
+        let seq = self.take_seq();
+        self.index.insert(hash, Entry { header: *header, record, seq });
+        Ok(())
+    }
+
+    /// Marks `hash` and every stored descendant invalid.
+    fn mark_invalid(&mut self, hash: BlockHash) -> Result<(), ChainError> {
+        let mut marked = vec![hash];
+        let mut batch = Batch::new();
+        let mut frontier = vec![hash];
+        while let Some(parent) = frontier.pop() {
+            let children: Vec<BlockHash> =
+                self.index.iter().filter(|(_, e)| e.header.prev_block == parent).map(|(h, _)| *h).collect();
+            frontier.extend(&children);
+            marked.extend(children);
+        }
+        for h in &marked {
+            let entry = self.index.get(h).expect("marked blocks are indexed");
+            let record = IndexRecord { flags: entry.record.flags | INVALID, ..entry.record };
+            batch.put(Cf::Index, h.to_byte_array(), record.to_bytes());
+        }
+        self.store.write(batch)?;
+        for h in marked {
+            if let Some(entry) = self.index.get_mut(&h) {
+                entry.record.flags |= INVALID;
+            }
+        }
+        Ok(())
+    }
+
+    /// The valid stored block with the most work (the first seen among equals).
+    fn best_candidate(&self) -> BlockHash {
+        let tip = self.tip();
+        let tip_entry = &self.index[&tip];
+        let mut best = (tip, tip_entry.record.chain_work, 0u64);
+        for (hash, entry) in &self.index {
+            let usable = entry.record.flags & HAS_BODY != 0 && entry.record.flags & INVALID == 0;
+            if usable
+                && (entry.record.chain_work > best.1
+                    || (entry.record.chain_work == best.1 && best.0 != tip && entry.seq < best.2))
+            {
+                best = (*hash, entry.record.chain_work, entry.seq);
+            }
+        }
+        best.0
+    }
+
+    /// Switches to the most-work valid branch, any depth, one block per
+    /// store batch; a block that fails to connect is marked invalid with its
+    /// descendants and the search goes on.
+    fn activate_best_chain(&mut self) -> Result<Reorganization, ChainError> {
+        let mut reorg = Reorganization::default();
+        loop {
+            let candidate = self.best_candidate();
+            if candidate == self.tip() {
+                return Ok(reorg);
+            }
+            // The branch from the fork up to the candidate.
+            let mut path = Vec::new();
+            let mut hash = candidate;
+            while !self.is_active(&hash) {
+                path.push(hash);
+                hash = self.index[&hash].header.prev_block;
+            }
+            path.reverse();
+            let fork = hash;
+            while self.tip() != fork {
+                reorg.disconnected.push(self.disconnect_tip()?);
+            }
+            for hash in path {
+                match self.connect(hash)? {
+                    Ok(block) => reorg.connected.push(block),
+                    Err(error) => {
+                        self.mark_invalid(hash)?;
+                        self.last_failure = Some(error);
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Connects the stored block `hash`, a child of the tip.
+    fn connect(&mut self, hash: BlockHash) -> Result<Result<Block, BlockError>, ChainError> {
+        let block = self.block(&hash)?.ok_or(StoreError::Corrupt("missing body"))?;
+        let height = self.height().next();
+        let context = BlockContext { height, median_time: self.median_time_past() };
+        let view = StoreView { store: self.store.as_ref(), failure: RefCell::new(None) };
+        let result = connect_block(&block, context, &view, &self.params, &self.verifier);
+        if let Some(error) = view.failure.into_inner() {
+            return Err(error.into());
+        }
+        let changes = match result {
+            Ok(changes) => changes,
+            Err(error) => return Ok(Err(error)),
+        };
+        let mut batch = Batch::new();
+        for (outpoint, coin) in &changes.spent {
+            batch.delete(Cf::Utxo, outpoint_key(outpoint));
+            batch.delete(Cf::Address, address_coin_key(&coin.output.lock, outpoint));
+        }
+        for (outpoint, coin) in &changes.created {
+            batch.put(Cf::Utxo, outpoint_key(outpoint), coin_bytes(coin));
+            batch.put(Cf::Address, address_coin_key(&coin.output.lock, outpoint), coin_bytes(coin));
+        }
+        for (lock, txid) in touched_locks(&block, &changes.spent) {
+            batch.put(Cf::Address, address_history_key(&lock, height, &txid), Vec::new());
+        }
+        batch.put(Cf::Undo, hash.to_byte_array(), encode_undo(&changes.spent));
+        batch.put(Cf::Meta, META_TIP, hash.to_byte_array());
+        self.store.write(batch)?;
+        self.active.push(hash);
+        Ok(Ok(block))
+    }
+
+    /// Disconnects the tip through its undo data and returns it.
+    fn disconnect_tip(&mut self) -> Result<Block, ChainError> {
+        let hash = self.tip();
+        let height = self.height();
+        assert!(height > Height::GENESIS, "genesis is never disconnected");
+        let block = self.block(&hash)?.ok_or(StoreError::Corrupt("missing body"))?;
+        let undo =
+            self.store.get(Cf::Undo, &hash.to_byte_array())?.ok_or(StoreError::Corrupt("missing undo"))?;
+        let spent = decode_undo(&undo).map_err(|_| StoreError::Corrupt("undo"))?;
+        let mut batch = Batch::new();
+        for tx in &block.transactions {
+            let txid = tx.txid();
+            for (index, output) in tx.outputs.iter().enumerate() {
+                let outpoint = OutPoint { txid, index: index as u32 };
+                batch.delete(Cf::Utxo, outpoint_key(&outpoint));
+                batch.delete(Cf::Address, address_coin_key(&output.lock, &outpoint));
+            }
+        }
+        for (outpoint, coin) in &spent {
+            batch.put(Cf::Utxo, outpoint_key(outpoint), coin_bytes(coin));
+            batch.put(Cf::Address, address_coin_key(&coin.output.lock, outpoint), coin_bytes(coin));
+        }
+        for (lock, txid) in touched_locks(&block, &spent) {
+            batch.delete(Cf::Address, address_history_key(&lock, height, &txid));
+        }
+        let parent = block.header.prev_block;
+        batch.put(Cf::Meta, META_TIP, parent.to_byte_array());
+        self.store.write(batch)?;
+        self.active.pop();
+        Ok(block)
+    }
+}
+
+/// Every (lock, txid) pair of the block: each output's lock, and each
+/// spent coin's lock, with the transaction that pays or spends it.
+fn touched_locks(
+    block: &Block,
+    spent: &[(OutPoint, Coin)],
+) -> Vec<(cairn_consensus::Lock, cairn_consensus::Txid)> {
+    let spent: HashMap<&OutPoint, &Coin> = spent.iter().map(|(o, c)| (o, c)).collect();
+    let mut created: HashMap<OutPoint, &cairn_consensus::Lock> = HashMap::new();
+    let mut touched = Vec::new();
+    for tx in &block.transactions {
+        let txid = tx.txid();
+        for input in tx.inputs.iter().filter(|i| !i.prevout.is_null()) {
+            if let Some(coin) = spent.get(&input.prevout) {
+                touched.push((coin.output.lock.clone(), txid));
+            } else if let Some(lock) = created.get(&input.prevout) {
+                touched.push(((*lock).clone(), txid));
+            }
+        }
+        for (index, output) in tx.outputs.iter().enumerate() {
+            created.insert(OutPoint { txid, index: index as u32 }, &output.lock);
+            touched.push((output.lock.clone(), txid));
+        }
+    }
+    touched.sort_by_key(|(lock, txid)| (lock.encode(), *txid));
+    touched.dedup();
+    touched
+}
+
+/// The digest of the UTXO set in `store`.
+///
+/// # Errors
+/// When the store fails or holds a coin that does not decode.
+pub fn utxo_digest(store: &dyn Store) -> Result<UtxoDigest, ChainError> {
+    use sha2::Digest;
+    let mut count = 0u64;
+    let mut total = Amount::ZERO;
+    let mut hasher = sha2::Sha256::new();
+    let mut corrupt = false;
+    store.for_each(Cf::Utxo, &mut |key, value| {
+        count += 1;
+        match coin_from_bytes(value).ok().and_then(|coin| total.checked_add(coin.output.amount).ok()) {
+            Some(sum) => total = sum,
+            None => corrupt = true,
+        }
+        hasher.update(key);
+        hasher.update((value.len() as u32).to_le_bytes());
+        hasher.update(value);
+    })?;
+    if corrupt {
+        return Err(StoreError::Corrupt("coin").into());
+    }
+    Ok(UtxoDigest { count, total, hash: hasher.finalize().into() })
+}

@@ -1,0 +1,284 @@
+//! Chain selection, reorgs, invalid blocks and the mempool over the
+//! in-memory store (the RocksDB store runs the same code in tests/node.rs).
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use cairn_consensus::check::SequentialVerifier;
+use cairn_consensus::sighash::sign_inputs;
+use cairn_consensus::transaction::SEQUENCE_FINAL;
+use cairn_consensus::{Amount, Block, BlockError, Lock, Network, OutPoint, Params, Transaction, TxIn, TxOut};
+use cairn_miner::{solve_block, ExtranonceRoller, Kernel};
+use secp256k1::{Keypair, Secp256k1};
+
+use crate::chain::{Accepted, Chain, ChainError};
+use crate::mempool::{Mempool, MempoolError};
+use crate::store::MemStore;
+use crate::template::new_block;
+
+const NOW: u64 = 2_000_000_000;
+
+fn keypair(seed: u8) -> Keypair {
+    Keypair::from_seckey_slice(&Secp256k1::new(), &[seed; 32]).expect("key")
+}
+
+fn lock(key: &Keypair) -> Lock {
+    Lock::key(key.x_only_public_key().0.serialize())
+}
+
+fn solve(block: Block) -> Block {
+    let mut roller = ExtranonceRoller::new(block).expect("template");
+    let solved = solve_block(&mut roller, 0, Kernel::Portable, None, &AtomicBool::new(false)).expect("bits");
+    assert!(solved.found);
+    roller.into_block()
+}
+
+fn mine(chain: &Chain, key: &Keypair, txs: Vec<Transaction>, fees: Amount, time: u64) -> Block {
+    solve(new_block(chain, &lock(key), txs, fees, time))
+}
+
+fn regtest() -> (Chain, MemStore) {
+    let store = MemStore::new();
+    (Chain::open(Arc::new(store.clone()), Params::for_network(Network::Regtest)).expect("open"), store)
+}
+
+/// Spends `outpoint` (worth `value`, locked to `key`) to `to`, paying `fee`.
+fn spend(
+    chain: &Chain,
+    outpoint: OutPoint,
+    value: Amount,
+    key: &Keypair,
+    to: &Lock,
+    fee: u64,
+) -> Transaction {
+    let output = TxOut {
+        amount: value.checked_sub(Amount::from_base_units(fee).expect("fee")).expect("value"),
+        lock: to.clone(),
+    };
+    let mut tx = Transaction {
+        version: 1,
+        inputs: vec![TxIn {
+            prevout: outpoint,
+            data: Vec::new(),
+            sequence: SEQUENCE_FINAL,
+            witness: Vec::new(),
+        }],
+        outputs: vec![output],
+        lock_time: 0,
+    };
+    let spent = TxOut { amount: value, lock: lock(key) };
+    sign_inputs(&Secp256k1::new(), &mut tx, &[&spent], chain.params().genesis_hash, key, &[7; 32]);
+    tx
+}
+
+#[test]
+fn blocks_connect_and_the_tip_survives_reopening() {
+    let (mut chain, store) = regtest();
+    let key = keypair(1);
+    for height in 1..=5u64 {
+        let block = mine(&chain, &key, Vec::new(), Amount::ZERO, NOW + height);
+        let (accepted, _) = chain.submit_block(block.clone(), NOW).expect("valid");
+        assert_eq!(accepted, Accepted::Activated);
+        assert_eq!(chain.submit_block(block, NOW).expect("again").0, Accepted::Duplicate);
+    }
+    assert_eq!(chain.height().get(), 5);
+    let digest = chain.utxo_digest().expect("digest");
+    assert_eq!(digest.count, 5);
+    let reopened = Chain::open(Arc::new(store), Params::for_network(Network::Regtest)).expect("reopen");
+    assert_eq!(reopened.tip(), chain.tip());
+    assert_eq!(reopened.utxo_digest().expect("digest"), digest);
+}
+
+#[test]
+fn the_heavier_branch_wins_and_matches_a_fresh_node() {
+    let (mut chain, _) = regtest();
+    let (a, b) = (keypair(1), keypair(2));
+    let common = mine(&chain, &a, Vec::new(), Amount::ZERO, NOW);
+    chain.submit_block(common, NOW).expect("valid");
+    let fork = chain.tip();
+    // Branch A: two blocks.
+    let mut branch_a = Vec::new();
+    for i in 0..2 {
+        let block = mine(&chain, &a, Vec::new(), Amount::ZERO, NOW + 10 + i);
+        chain.submit_block(block.clone(), NOW).expect("valid");
+        branch_a.push(block);
+    }
+    // Branch B, built on a second chain from the fork: three blocks.
+    let (mut other, _) = regtest();
+    other.submit_block(chain.block(&fork).expect("read").expect("stored"), NOW).expect("valid");
+    let mut branch_b = Vec::new();
+    for i in 0..3 {
+        let block = mine(&other, &b, Vec::new(), Amount::ZERO, NOW + 20 + i);
+        other.submit_block(block.clone(), NOW).expect("valid");
+        branch_b.push(block);
+    }
+    assert_eq!(chain.submit_block(branch_b[0].clone(), NOW).expect("valid").0, Accepted::SideBranch);
+    assert_eq!(
+        chain.submit_block(branch_b[1].clone(), NOW).expect("valid").0,
+        Accepted::SideBranch,
+        "equal work keeps the first seen"
+    );
+    let (accepted, reorg) = chain.submit_block(branch_b[2].clone(), NOW).expect("valid");
+    assert_eq!(accepted, Accepted::Activated);
+    assert_eq!((reorg.disconnected.len(), reorg.connected.len()), (2, 3));
+    assert_eq!(chain.tip(), other.tip());
+    assert_eq!(chain.utxo_digest().expect("digest"), other.utxo_digest().expect("digest"));
+}
+
+#[test]
+fn an_invalid_block_is_remembered_with_its_descendants_but_a_mutated_one_is_not() {
+    let (mut chain, _) = regtest();
+    let key = keypair(1);
+    // Pays one unit too much.
+    let mut greedy = new_block(&chain, &lock(&key), Vec::new(), Amount::ZERO, NOW);
+    greedy.transactions[0].outputs[0].amount = greedy.transactions[0].outputs[0]
+        .amount
+        .checked_add(Amount::from_base_units(1).expect("1"))
+        .expect("sum");
+    greedy.header.merkle_root = cairn_consensus::merkle::block_merkle_root(&greedy).root;
+    let greedy = solve(greedy);
+    let err = chain.submit_block(greedy.clone(), NOW).expect_err("overpays");
+    assert!(matches!(err, ChainError::Block(BlockError::CoinbaseOverpays { .. })), "{err}");
+    assert!(matches!(chain.submit_block(greedy.clone(), NOW), Err(ChainError::KnownInvalid(_))));
+    assert_eq!(chain.height().get(), 0);
+
+    // A body that does not match its header is dropped, not remembered:
+    // the honest body is accepted afterwards.
+    let honest = mine(&chain, &key, Vec::new(), Amount::ZERO, NOW + 1);
+    let mut mutated = honest.clone();
+    mutated.transactions[0].outputs[0].amount = Amount::from_base_units(1).expect("1");
+    assert!(matches!(
+        chain.submit_block(mutated, NOW),
+        Err(ChainError::Block(BlockError::MerkleMismatch { .. }))
+    ));
+    assert_eq!(chain.submit_block(honest, NOW).expect("valid").0, Accepted::Activated);
+}
+
+#[test]
+fn orphan_blocks_wait_for_their_parent() {
+    let (mut chain, _) = regtest();
+    let (mut other, _) = regtest();
+    let key = keypair(3);
+    let first = mine(&other, &key, Vec::new(), Amount::ZERO, NOW);
+    other.submit_block(first.clone(), NOW).expect("valid");
+    let second = mine(&other, &key, Vec::new(), Amount::ZERO, NOW + 1);
+    assert_eq!(chain.submit_block(second, NOW).expect("held").0, Accepted::Orphan);
+    assert_eq!(chain.orphan_count(), 1);
+    chain.submit_block(first, NOW).expect("valid");
+    assert_eq!(chain.height().get(), 2);
+    assert_eq!(chain.orphan_count(), 0);
+}
+
+/// A chain where `count` mature coinbases pay `key`.
+fn chain_with_coins(key: &Keypair, count: u64) -> (Chain, Vec<(OutPoint, Amount)>) {
+    let (mut chain, _) = regtest();
+    let mut coins = Vec::new();
+    for i in 0..count {
+        let block = mine(&chain, key, Vec::new(), Amount::ZERO, NOW + i);
+        let coinbase = &block.transactions[0];
+        coins.push((OutPoint { txid: coinbase.txid(), index: 0 }, coinbase.outputs[0].amount));
+        chain.submit_block(block, NOW).expect("valid");
+    }
+    let other = keypair(99);
+    for i in 0..100 {
+        let block = mine(&chain, &other, Vec::new(), Amount::ZERO, NOW + 100 + i);
+        chain.submit_block(block, NOW).expect("valid");
+    }
+    (chain, coins)
+}
+
+fn chain_with_money(key: &Keypair) -> (Chain, OutPoint, Amount) {
+    let (chain, coins) = chain_with_coins(key, 1);
+    (chain, coins[0].0, coins[0].1)
+}
+
+#[test]
+fn mempool_replaces_by_fee_evicts_at_the_cap_and_follows_blocks() {
+    let key = keypair(5);
+    let (mut chain, coin, value) = chain_with_money(&key);
+    let verifier = SequentialVerifier::default();
+    let mut pool = Mempool::new(1_000_000);
+    let to = lock(&keypair(6));
+
+    let low = spend(&chain, coin, value, &key, &to, 200);
+    pool.accept(low.clone(), &chain, &verifier, NOW).expect("accepted");
+    assert!(matches!(pool.accept(low.clone(), &chain, &verifier, NOW), Err(MempoolError::Duplicate(_))));
+    // A conflict paying the same fee does not replace it.
+    let same = spend(&chain, coin, value, &key, &lock(&keypair(7)), 200);
+    assert!(matches!(
+        pool.accept(same, &chain, &verifier, NOW),
+        Err(MempoolError::ReplacementTooCheap { .. })
+    ));
+    // One paying more fee and rate does, with the child of the old one.
+    let child =
+        spend(&chain, OutPoint { txid: low.txid(), index: 0 }, low.outputs[0].amount, &keypair(6), &to, 300);
+    pool.accept(child.clone(), &chain, &verifier, NOW).expect("child of a pool tx");
+    assert_eq!(pool.len(), 2);
+    let high = spend(&chain, coin, value, &key, &lock(&keypair(7)), 2_000);
+    pool.accept(high.clone(), &chain, &verifier, NOW).expect("replacement");
+    assert_eq!(pool.txids(), vec![high.txid()], "the replaced transaction and its child are gone");
+
+    // Fee too low, dust, bad signature.
+    let mut broke = spend(&chain, coin, value, &key, &to, 2_500);
+    broke.inputs[0].witness[0][5] ^= 1;
+    assert!(matches!(pool.accept(broke, &chain, &verifier, NOW), Err(MempoolError::Consensus(_))));
+
+    // A block confirming the replacement empties the pool; disconnecting
+    // it brings the transaction back.
+    let block =
+        mine(&chain, &keypair(1), vec![high.clone()], pool.get(&high.txid()).expect("in").fee, NOW + 500);
+    let (_, reorg) = chain.submit_block(block, NOW).expect("valid");
+    for connected in &reorg.connected {
+        pool.remove_for_block(connected);
+    }
+    assert!(pool.is_empty());
+}
+
+#[test]
+fn eviction_at_the_cap_raises_the_minimum_fee_rate() {
+    let key = keypair(5);
+    let (chain, coins) = chain_with_coins(&key, 2);
+    let verifier = SequentialVerifier::default();
+    let to = lock(&keypair(6));
+    let cheap = spend(&chain, coins[0].0, coins[0].1, &key, &to, 300);
+    let mut pool = Mempool::new(cheap.size() + 10);
+    pool.accept(cheap.clone(), &chain, &verifier, NOW).expect("fits");
+    assert_eq!(pool.min_fee_rate(), 1);
+    let rich = spend(&chain, coins[1].0, coins[1].1, &key, &to, 5_000);
+    pool.accept(rich.clone(), &chain, &verifier, NOW).expect("outbids");
+    assert_eq!(pool.txids(), vec![rich.txid()], "the lowest fee rate was evicted");
+    assert!(pool.size() <= pool.max_size());
+    assert!(pool.min_fee_rate() > 1, "the minimum rose above the evicted rate");
+    let again = spend(&chain, coins[0].0, coins[0].1, &key, &to, 300);
+    assert!(matches!(pool.accept(again, &chain, &verifier, NOW), Err(MempoolError::FeeTooLow { .. })));
+    // A transaction paying less than the pool's lowest when full is refused.
+    let poor = spend(&chain, coins[0].0, coins[0].1, &key, &to, 1_000);
+    assert!(matches!(pool.accept(poor, &chain, &verifier, NOW), Err(MempoolError::Full)));
+    assert_eq!(pool.txids(), vec![rich.txid()]);
+}
+
+#[test]
+fn templates_pass_full_validation() {
+    let key = keypair(8);
+    let (mut chain, coin, value) = chain_with_money(&key);
+    let verifier = SequentialVerifier::default();
+    let mut pool = Mempool::new(1_000_000);
+    let tx = spend(&chain, coin, value, &key, &lock(&keypair(9)), 1_000);
+    pool.accept(tx.clone(), &chain, &verifier, NOW).expect("accepted");
+    let child = spend(
+        &chain,
+        OutPoint { txid: tx.txid(), index: 0 },
+        tx.outputs[0].amount,
+        &keypair(9),
+        &lock(&key),
+        1_000,
+    );
+    pool.accept(child, &chain, &verifier, NOW).expect("accepted");
+    let (txs, fees) = pool.select(cairn_consensus::MAX_BLOCK_SIZE - crate::template::COINBASE_RESERVE);
+    assert_eq!(txs.len(), 2);
+    assert_eq!(txs[0].txid(), tx.txid(), "parent before child");
+    let block = mine(&chain, &key, txs, fees, NOW + 200);
+    assert_eq!(chain.submit_block(block.clone(), NOW).expect("valid").0, Accepted::Activated);
+    pool.remove_for_block(&block);
+    assert!(pool.is_empty());
+}
