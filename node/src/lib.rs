@@ -7,5 +7,8 @@ pub mod records;
 pub mod store;
 pub mod template;
 
+pub mod mining;
+pub mod node;
+pub mod rpc;
 #[cfg(test)]
 mod tests;

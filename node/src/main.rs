@@ -1,0 +1,205 @@
+//! `cairn-node`: a Cairn full node.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use cairn_consensus::{Address, Network, Params};
+use cairn_node::node::Node;
+use cairn_node::rpc::{self, Credentials};
+use cairn_node::store::RocksStore;
+use clap::Parser;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "cairn-node",
+    version,
+    about = "A Cairn full node: chain store, mempool, JSON-RPC, built-in mining"
+)]
+struct Cli {
+    /// The network: devnet (fast blocks for a CPU), regtest (tests) or main.
+    #[arg(long, default_value = "devnet")]
+    network: Network,
+    /// The data directory, used as given (default: ~/.cairn/<network>).
+    #[arg(long)]
+    datadir: Option<PathBuf>,
+    /// Where JSON-RPC listens (default: 127.0.0.1 and the network's RPC port).
+    #[arg(long)]
+    rpc_bind: Option<SocketAddr>,
+    /// A user name accepted by JSON-RPC besides the cookie.
+    #[arg(long, requires = "rpc_password")]
+    rpc_user: Option<String>,
+    /// The password for --rpc-user.
+    #[arg(long, requires = "rpc_user")]
+    rpc_password: Option<String>,
+    /// Mine blocks.
+    #[arg(long)]
+    mine: bool,
+    /// The address mined blocks pay (default: a key kept in the data directory).
+    #[arg(long, requires = "mine")]
+    mine_address: Option<String>,
+    /// Mining threads (default: every core).
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_target(false)
+        .init();
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn default_datadir(network: Network) -> Result<PathBuf> {
+    let home = std::env::var_os("HOME").context("HOME is not set; give --datadir")?;
+    Ok(PathBuf::from(home).join(".cairn").join(network.name()))
+}
+
+/// Writes `contents` to `path` readable by the owner only.
+fn write_private(path: &Path, contents: &[u8]) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let temp = path.with_extension("tmp");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&temp)
+        .with_context(|| format!("writing {}", temp.display()))?;
+    file.write_all(contents)?;
+    file.sync_all()?;
+    std::fs::rename(&temp, path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+fn random_hex(bytes: usize) -> Result<String> {
+    let mut buf = vec![0u8; bytes];
+    getrandom::fill(&mut buf).map_err(|e| anyhow::anyhow!("no randomness from the OS: {e}"))?;
+    Ok(hex::encode(buf))
+}
+
+/// The address mined blocks pay: given, or the node's own key (created on
+/// first use, mode 0600).
+fn mining_address(cli: &Cli, datadir: &Path) -> Result<Address> {
+    if let Some(text) = &cli.mine_address {
+        return Address::parse_for(text, cli.network).with_context(|| format!("--mine-address {text}"));
+    }
+    let path = datadir.join("mining.key");
+    let secret = match std::fs::read_to_string(&path) {
+        Ok(text) => hex::decode(text.trim()).with_context(|| format!("{} is not hex", path.display()))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let hex = random_hex(32)?;
+            write_private(&path, hex.as_bytes())?;
+            hex::decode(hex)?
+        }
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    let keypair = secp256k1::Keypair::from_seckey_slice(&secp256k1::Secp256k1::new(), &secret)
+        .with_context(|| format!("{} does not hold a valid key", path.display()))?;
+    let address = Address::from_key(cli.network, keypair.x_only_public_key().0.serialize());
+    println!("mining to the node's own key in {} (address {address})", path.display());
+    Ok(address)
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let params = Params::for_network(cli.network);
+    let datadir = match &cli.datadir {
+        Some(dir) => dir.clone(),
+        None => default_datadir(cli.network)?,
+    };
+    std::fs::create_dir_all(&datadir).with_context(|| format!("creating {}", datadir.display()))?;
+    let threads = match cli.threads {
+        Some(0) => bail!("--threads must be at least 1"),
+        Some(n) => n,
+        None => std::thread::available_parallelism().map_or(1, usize::from),
+    };
+    let mine_to = if cli.mine { Some(mining_address(&cli, &datadir)?) } else { None };
+
+    let store = RocksStore::open(&datadir.join("chain"), cli.network.name())
+        .with_context(|| format!("opening the chain store in {}", datadir.display()))?;
+    let node = Arc::new(Node::open(Arc::new(store), params.clone(), &datadir).context("loading the chain")?);
+    {
+        let state = node.state();
+        tracing::info!(
+            "{} node, data in {}, tip {} at height {}",
+            cli.network.name(),
+            datadir.display(),
+            state.chain.tip(),
+            state.chain.height()
+        );
+    }
+
+    let cookie = format!("__cookie__:{}", random_hex(32)?);
+    let cookie_path = datadir.join(".cookie");
+    write_private(&cookie_path, cookie.as_bytes())?;
+    let mut pairs = vec![("__cookie__".to_owned(), cookie["__cookie__:".len()..].to_owned())];
+    if let (Some(user), Some(password)) = (&cli.rpc_user, &cli.rpc_password) {
+        pairs.push((user.clone(), password.clone()));
+    }
+    let rpc_addr =
+        cli.rpc_bind.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], params.default_rpc_port)));
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let (server, local) = runtime
+        .block_on(rpc::serve(node.clone(), rpc_addr, Credentials::new(&pairs)))
+        .with_context(|| format!("binding JSON-RPC to {rpc_addr}"))?;
+    std::fs::write(datadir.join("rpc.address"), local.to_string())?;
+    tracing::info!("JSON-RPC on http://{local} (cookie in {})", cookie_path.display());
+
+    let miner = mine_to.map(|address| {
+        let node = node.clone();
+        tracing::info!("mining to {address} on {threads} thread{}", if threads == 1 { "" } else { "s" });
+        std::thread::Builder::new()
+            .name("miner".into())
+            .spawn(move || cairn_node::mining::run(&node, &address.lock, threads))
+            .expect("spawning the miner thread")
+    });
+
+    runtime.block_on(async {
+        let mut status = tokio::time::interval(Duration::from_secs(10));
+        status.tick().await;
+        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => break,
+                _ = async { match terminate.as_mut() { Some(s) => { s.recv().await; } None => std::future::pending().await } } => break,
+                _ = status.tick() => {
+                    let (height, pool) = { let s = node.state(); (s.chain.height(), s.mempool.len()) };
+                    let rate = node.hash_rate.load(Ordering::Relaxed) as f64 / 1e6;
+                    tracing::info!("height {height}, {rate:.2} MH/s, 0 peers, mempool {pool} tx");
+                }
+                () = tokio::time::sleep(Duration::from_millis(200)) => {
+                    if node.shutdown.load(Ordering::Acquire) { break; }
+                }
+            }
+        }
+    });
+    tracing::info!("stopping");
+    node.request_shutdown();
+    if let Some(miner) = miner {
+        let _ = miner.join();
+    }
+    let _ = server.stop();
+    runtime.block_on(server.stopped());
+    let _ = std::fs::remove_file(&cookie_path);
+    tracing::info!("stopped at height {}", node.state().chain.height());
+    Ok(())
+}

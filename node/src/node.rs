@@ -1,0 +1,148 @@
+//! The node's shared state: the chain and the mempool behind one lock,
+//! the signature verifier, and the signal that tells miners the tip moved.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use cairn_consensus::{Block, Lock, Params, Transaction, Txid, MAX_BLOCK_SIZE};
+
+use crate::chain::{Accepted, Chain, ChainError, ParallelVerifier};
+use crate::mempool::{Mempool, MempoolError, DEFAULT_MAX_SIZE};
+use crate::store::Store;
+use crate::template::{new_block, COINBASE_RESERVE};
+
+/// The Unix time now, in seconds.
+#[must_use]
+pub fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// Chain and mempool, changed together.
+#[derive(Debug)]
+pub struct State {
+    /// The chain.
+    pub chain: Chain,
+    /// The mempool.
+    pub mempool: Mempool,
+}
+
+/// A running node's state.
+#[derive(Debug)]
+pub struct Node {
+    state: Mutex<State>,
+    verifier: ParallelVerifier,
+    datadir: PathBuf,
+    /// Raised when the tip changes; miners working on the old tip stop.
+    stale: Mutex<Arc<AtomicBool>>,
+    /// Set when the node should shut down.
+    pub shutdown: AtomicBool,
+    /// Hashes per second of the built-in miner, as the last round measured.
+    pub hash_rate: AtomicU64,
+    /// Blocks the built-in miner found.
+    pub blocks_mined: AtomicU64,
+}
+
+impl Node {
+    /// Opens the chain in `store`.
+    ///
+    /// # Errors
+    /// When the store cannot be read.
+    pub fn open(store: Arc<dyn Store>, params: Params, datadir: &Path) -> Result<Self, ChainError> {
+        let chain = Chain::open(store, params)?;
+        Ok(Self {
+            state: Mutex::new(State { chain, mempool: Mempool::new(DEFAULT_MAX_SIZE) }),
+            verifier: ParallelVerifier::default(),
+            datadir: datadir.to_path_buf(),
+            stale: Mutex::new(Arc::new(AtomicBool::new(false))),
+            shutdown: AtomicBool::new(false),
+            hash_rate: AtomicU64::new(0),
+            blocks_mined: AtomicU64::new(0),
+        })
+    }
+
+    /// The data directory.
+    #[must_use]
+    pub fn datadir(&self) -> &Path {
+        &self.datadir
+    }
+
+    /// Locks the state.
+    ///
+    /// # Panics
+    /// When a thread panicked while holding the lock.
+    pub fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().expect("node state lock")
+    }
+
+    /// The verifier that checks signatures on all cores.
+    #[must_use]
+    pub fn verifier(&self) -> &ParallelVerifier {
+        &self.verifier
+    }
+
+    /// Asks every part of the node to stop: RPC waiters, miners (whose
+    /// work is made stale) and the main loop.
+    pub fn request_shutdown(&self) {
+        self.shutdown.store(true, Ordering::Release);
+        self.stale.lock().expect("stale lock").store(true, Ordering::Release);
+    }
+
+    /// The flag that goes up when the present tip is replaced.
+    #[must_use]
+    pub fn stale_flag(&self) -> Arc<AtomicBool> {
+        self.stale.lock().expect("stale lock").clone()
+    }
+
+    /// Validates and stores a block; on a tip change, updates the mempool
+    /// (confirmed and conflicting transactions out, those of disconnected
+    /// blocks back in) and tells miners their work is stale.
+    ///
+    /// # Errors
+    /// The rule the block breaks, or a store failure.
+    pub fn submit_block(&self, block: Block) -> Result<Accepted, ChainError> {
+        let now = unix_now();
+        let mut state = self.state();
+        let (accepted, reorg) = state.chain.submit_block(block, now)?;
+        if !reorg.connected.is_empty() || !reorg.disconnected.is_empty() {
+            let State { chain, mempool } = &mut *state;
+            for block in &reorg.connected {
+                mempool.remove_for_block(block);
+            }
+            for block in reorg.disconnected.iter().rev() {
+                for tx in block.transactions.iter().skip(1) {
+                    let _ = mempool.accept(tx.clone(), chain, &self.verifier, now);
+                }
+            }
+            let mut stale = self.stale.lock().expect("stale lock");
+            stale.store(true, Ordering::Release);
+            *stale = Arc::new(AtomicBool::new(false));
+        }
+        Ok(accepted)
+    }
+
+    /// Checks a transaction and adds it to the mempool.
+    ///
+    /// # Errors
+    /// Why it was refused.
+    pub fn submit_transaction(&self, tx: Transaction) -> Result<Txid, MempoolError> {
+        let mut state = self.state();
+        let State { chain, mempool } = &mut *state;
+        let accepted = mempool.accept(tx, chain, &self.verifier, unix_now())?;
+        Ok(accepted[0])
+    }
+
+    /// A block template on the tip paying `lock`, with the highest fee
+    /// rates the mempool has; and the flag that goes up when it is stale.
+    #[must_use]
+    pub fn template(&self, lock: &Lock) -> (Block, Arc<AtomicBool>) {
+        let state = self.state();
+        if self.shutdown.load(Ordering::Acquire) {
+            self.stale.lock().expect("stale lock").store(true, Ordering::Release);
+        }
+        let (txs, fees) = state.mempool.select(MAX_BLOCK_SIZE - COINBASE_RESERVE);
+        let block = new_block(&state.chain, lock, txs, fees, unix_now());
+        (block, self.stale_flag())
+    }
+}

@@ -1,0 +1,775 @@
+//! JSON-RPC 2.0 over HTTP: bitcoind's method names and shapes where the
+//! concept is the same, cookie or user/password authentication, request
+//! bodies capped before they are read.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use base64::Engine;
+use cairn_consensus::{
+    Address, Amount, Block, BlockHash, Decode, Encode, Height, OutPoint, Transaction, Txid,
+};
+use jsonrpsee::server::{HttpBody, HttpRequest, HttpResponse, RpcModule, Server, ServerConfig, ServerHandle};
+use jsonrpsee::types::{ErrorObjectOwned, Params};
+use serde_json::{json, Value};
+
+use crate::chain::{Accepted, ChainError};
+use crate::mempool::{MempoolError, INCREMENTAL_FEE_RATE, MIN_RELAY_FEE_RATE};
+use crate::node::{unix_now, Node};
+use crate::records::{address_coin_prefix, address_history_prefix, coin_from_bytes, outpoint_from_key};
+use crate::store::Cf;
+
+/// Largest request body read, in bytes: a full block in hex with room to spare.
+pub const MAX_REQUEST_BODY: u32 = 5 * 1024 * 1024;
+
+/// Addresses one address-index call takes at most.
+pub const MAX_ADDRESSES: usize = 1_000;
+
+// bitcoind's error codes.
+const MISC_ERROR: i32 = -1;
+const TYPE_ERROR: i32 = -3;
+const INVALID_ADDRESS_OR_KEY: i32 = -5;
+const INVALID_PARAMETER: i32 = -8;
+const DESERIALIZATION_ERROR: i32 = -22;
+const VERIFY_ERROR: i32 = -25;
+const VERIFY_REJECTED: i32 = -26;
+const VERIFY_ALREADY_IN_CHAIN: i32 = -27;
+const METHOD_NOT_ALLOWED: i32 = -32604;
+
+fn error(code: i32, message: impl Into<String>) -> ErrorObjectOwned {
+    ErrorObjectOwned::owned(code, message.into(), None::<()>)
+}
+
+type RpcResult = Result<Value, ErrorObjectOwned>;
+
+/// Positional parameters.
+struct Args(Vec<Value>);
+
+impl Args {
+    fn parse(params: &Params<'_>) -> Result<Self, ErrorObjectOwned> {
+        match params.as_str() {
+            None => Ok(Self(Vec::new())),
+            Some(text) => match serde_json::from_str::<Value>(text) {
+                Ok(Value::Array(values)) => Ok(Self(values)),
+                Ok(Value::Null) => Ok(Self(Vec::new())),
+                Ok(_) => Err(error(INVALID_PARAMETER, "parameters must be a JSON array (positional)")),
+                Err(e) => Err(error(DESERIALIZATION_ERROR, format!("parameters are not JSON: {e}"))),
+            },
+        }
+    }
+    fn get(&self, i: usize) -> Option<&Value> {
+        self.0.get(i).filter(|v| !v.is_null())
+    }
+    fn required(&self, i: usize, name: &str) -> Result<&Value, ErrorObjectOwned> {
+        self.get(i).ok_or_else(|| error(INVALID_PARAMETER, format!("missing parameter {} ({name})", i + 1)))
+    }
+    fn str(&self, i: usize, name: &str) -> Result<&str, ErrorObjectOwned> {
+        self.required(i, name)?
+            .as_str()
+            .ok_or_else(|| error(TYPE_ERROR, format!("parameter {} ({name}) must be a string", i + 1)))
+    }
+    fn u64_or(&self, i: usize, name: &str, default: u64) -> Result<u64, ErrorObjectOwned> {
+        match self.get(i) {
+            None => Ok(default),
+            Some(v) => v.as_u64().ok_or_else(|| {
+                error(TYPE_ERROR, format!("parameter {} ({name}) must be a non-negative integer", i + 1))
+            }),
+        }
+    }
+    fn bool_or(&self, i: usize, name: &str, default: bool) -> Result<bool, ErrorObjectOwned> {
+        match self.get(i) {
+            None => Ok(default),
+            Some(Value::Bool(b)) => Ok(*b),
+            Some(Value::Number(n)) if n.as_u64().is_some() => Ok(n.as_u64() != Some(0)),
+            Some(_) => Err(error(TYPE_ERROR, format!("parameter {} ({name}) must be a boolean", i + 1))),
+        }
+    }
+}
+
+fn parse_hash<T: std::str::FromStr>(text: &str, what: &str) -> Result<T, ErrorObjectOwned> {
+    text.parse().map_err(|_| error(INVALID_PARAMETER, format!("{what} must be 64 hex digits, got {text:?}")))
+}
+
+fn decode_hex<T: Decode>(text: &str, what: &str) -> Result<T, ErrorObjectOwned> {
+    let bytes =
+        hex::decode(text).map_err(|e| error(DESERIALIZATION_ERROR, format!("{what} is not hex: {e}")))?;
+    T::decode(&bytes).map_err(|e| error(DESERIALIZATION_ERROR, format!("{what} does not decode: {e}")))
+}
+
+fn coins(amount: Amount) -> Value {
+    json!(amount.to_base_units() as f64 / 1e8)
+}
+
+fn internal(e: ChainError) -> ErrorObjectOwned {
+    error(MISC_ERROR, format!("node error: {e}"))
+}
+
+fn tx_json(tx: &Transaction, node: &Node) -> Value {
+    let network = node.state().chain.params().network;
+    let vin: Vec<Value> = tx
+        .inputs
+        .iter()
+        .map(|input| {
+            if input.prevout.is_null() {
+                json!({ "coinbase": hex::encode(&input.data), "sequence": input.sequence })
+            } else {
+                json!({
+                    "txid": input.prevout.txid.to_string(),
+                    "vout": input.prevout.index,
+                    "sequence": input.sequence,
+                    "witness": input.witness.iter().map(hex::encode).collect::<Vec<_>>(),
+                })
+            }
+        })
+        .collect();
+    let vout: Vec<Value> = tx
+        .outputs
+        .iter()
+        .enumerate()
+        .map(|(n, output)| {
+            json!({
+                "value": coins(output.amount),
+                "n": n,
+                "lock": { "version": output.lock.version, "payload": hex::encode(&output.lock.payload) },
+                "address": Address { network, lock: output.lock.clone() }.to_string(),
+            })
+        })
+        .collect();
+    json!({
+        "txid": tx.txid().to_string(),
+        "hash": tx.wtxid().to_string(),
+        "version": tx.version,
+        "size": tx.size(),
+        "locktime": tx.lock_time,
+        "vin": vin,
+        "vout": vout,
+        "hex": hex::encode(tx.encode()),
+    })
+}
+
+fn header_json(node: &Node, hash: &BlockHash) -> Result<Value, ErrorObjectOwned> {
+    let state = node.state();
+    let chain = &state.chain;
+    let entry = chain.entry(hash).ok_or_else(|| error(INVALID_ADDRESS_OR_KEY, "Block not found"))?;
+    let header = entry.header;
+    let height = entry.record.height;
+    let active = chain.is_active(hash);
+    let confirmations = if active { i64::from(chain.height().get() - height.get()) + 1 } else { -1 };
+    let mut value = json!({
+        "hash": hash.to_string(),
+        "confirmations": confirmations,
+        "height": height.get(),
+        "version": header.version,
+        "versionHex": format!("{:08x}", header.version),
+        "merkleroot": header.merkle_root.to_string(),
+        "time": header.time,
+        "nonce": header.nonce,
+        "bits": format!("{:08x}", header.bits.to_consensus()),
+        "chainwork": hex::encode(entry.record.chain_work.to_u256().to_be_bytes()),
+        "invalid": entry.record.flags & crate::records::INVALID != 0,
+    });
+    if height > Height::GENESIS {
+        value["previousblockhash"] = json!(header.prev_block.to_string());
+    }
+    if active {
+        if let Some(next) = chain.hash_at(height.next()).filter(|_| height < chain.height()) {
+            value["nextblockhash"] = json!(next.to_string());
+        }
+    }
+    Ok(value)
+}
+
+fn parse_addresses(args: &Args, node: &Node) -> Result<Vec<Address>, ErrorObjectOwned> {
+    let network = node.state().chain.params().network;
+    let value = args.required(0, "addresses")?;
+    let list = match value {
+        Value::Array(list) => list,
+        Value::Object(map) => map
+            .get("addresses")
+            .and_then(Value::as_array)
+            .ok_or_else(|| error(INVALID_PARAMETER, "expected {\"addresses\": [...]}"))?,
+        Value::String(_) => std::slice::from_ref(value),
+        _ => return Err(error(TYPE_ERROR, "addresses must be a list of strings")),
+    };
+    if list.is_empty() || list.len() > MAX_ADDRESSES {
+        return Err(error(INVALID_PARAMETER, format!("give 1 to {MAX_ADDRESSES} addresses")));
+    }
+    list.iter()
+        .map(|v| {
+            let text = v.as_str().ok_or_else(|| error(TYPE_ERROR, "addresses must be strings"))?;
+            Address::parse_for(text, network)
+                .map_err(|e| error(INVALID_ADDRESS_OR_KEY, format!("{text}: {e}")))
+        })
+        .collect()
+}
+
+fn object_field(args: &Args, field: &str) -> Option<u64> {
+    args.get(0).and_then(|v| v.get(field)).and_then(Value::as_u64)
+}
+
+fn mempool_error(e: MempoolError) -> ErrorObjectOwned {
+    match e {
+        MempoolError::MissingInputs(_) => error(VERIFY_ERROR, e.to_string()),
+        MempoolError::Confirmed(_) => error(VERIFY_ALREADY_IN_CHAIN, e.to_string()),
+        MempoolError::Chain(inner) => internal(inner),
+        other => error(VERIFY_REJECTED, other.to_string()),
+    }
+}
+
+/// Builds the RPC methods over `node`.
+///
+/// # Panics
+/// Never in practice: method names are unique.
+#[must_use]
+pub fn module(node: Arc<Node>) -> RpcModule<Arc<Node>> {
+    let mut m = RpcModule::new(node);
+    macro_rules! method {
+        ($name:literal, |$args:ident, $node:ident| $body:expr) => {
+            m.register_blocking_method($name, |params, ctx, _| -> RpcResult {
+                let $args = Args::parse(&params)?;
+                let $node: &Node = &ctx;
+                $body
+            })
+            .expect("unique method name");
+        };
+    }
+
+    method!("getblockchaininfo", |_args, node| {
+        let state = node.state();
+        let chain = &state.chain;
+        let tip = chain.tip_entry();
+        let genesis_time = f64::from(chain.params().genesis.header.time);
+        let now = unix_now() as f64;
+        let progress = if now - f64::from(tip.header.time) < 7200.0 || now <= genesis_time {
+            1.0
+        } else {
+            ((f64::from(tip.header.time) - genesis_time) / (now - genesis_time)).clamp(0.0, 1.0)
+        };
+        Ok(json!({
+            "chain": chain.params().network.name(),
+            "blocks": chain.height().get(),
+            "headers": chain.height().get(),
+            "bestblockhash": chain.tip().to_string(),
+            "bits": format!("{:08x}", tip.header.bits.to_consensus()),
+            "time": tip.header.time,
+            "mediantime": chain.median_time_past(),
+            "verificationprogress": progress,
+            "initialblockdownload": progress < 0.9999,
+            "chainwork": hex::encode(tip.record.chain_work.to_u256().to_be_bytes()),
+            "warnings": "",
+        }))
+    });
+    method!("getbestblockhash", |_args, node| Ok(json!(node.state().chain.tip().to_string())));
+    method!("getblockcount", |_args, node| Ok(json!(node.state().chain.height().get())));
+    method!("getblockhash", |args, node| {
+        let height = args.u64_or(0, "height", u64::MAX)?;
+        let state = node.state();
+        u32::try_from(height)
+            .ok()
+            .and_then(|h| state.chain.hash_at(Height::new(h)))
+            .map(|hash| json!(hash.to_string()))
+            .ok_or_else(|| error(INVALID_PARAMETER, "Block height out of range"))
+    });
+    method!("getblockheader", |args, node| {
+        let hash: BlockHash = parse_hash(args.str(0, "blockhash")?, "blockhash")?;
+        if args.bool_or(1, "verbose", true)? {
+            header_json(node, &hash)
+        } else {
+            let state = node.state();
+            let entry =
+                state.chain.entry(&hash).ok_or_else(|| error(INVALID_ADDRESS_OR_KEY, "Block not found"))?;
+            Ok(json!(hex::encode(entry.header.to_bytes())))
+        }
+    });
+    method!("getblock", |args, node| {
+        let hash: BlockHash = parse_hash(args.str(0, "blockhash")?, "blockhash")?;
+        let verbosity = args.u64_or(1, "verbosity", 1)?;
+        if verbosity > 2 {
+            return Err(error(INVALID_PARAMETER, "verbosity must be 0, 1 or 2"));
+        }
+        let block = node.state().chain.block(&hash).map_err(internal)?;
+        let block = block.ok_or_else(|| error(INVALID_ADDRESS_OR_KEY, "Block not found"))?;
+        if verbosity == 0 {
+            return Ok(json!(hex::encode(block.encode())));
+        }
+        let mut value = header_json(node, &hash)?;
+        value["size"] = json!(block.size());
+        value["nTx"] = json!(block.transactions.len());
+        value["tx"] = if verbosity == 1 {
+            json!(block.transactions.iter().map(|tx| tx.txid().to_string()).collect::<Vec<_>>())
+        } else {
+            json!(block.transactions.iter().map(|tx| tx_json(tx, node)).collect::<Vec<_>>())
+        };
+        Ok(value)
+    });
+    method!("getrawtransaction", |args, node| {
+        let txid: Txid = parse_hash(args.str(0, "txid")?, "txid")?;
+        let verbose = args.bool_or(1, "verbose", false)?;
+        let tx = match args.get(2) {
+            Some(block_hash) => {
+                let hash: BlockHash = parse_hash(block_hash.as_str().unwrap_or_default(), "blockhash")?;
+                let block = node.state().chain.block(&hash).map_err(internal)?;
+                let block = block.ok_or_else(|| error(INVALID_ADDRESS_OR_KEY, "Block hash not found"))?;
+                block.transactions.into_iter().find(|tx| tx.txid() == txid)
+            }
+            None => node.state().mempool.get(&txid).map(|e| e.tx.clone()),
+        };
+        let tx = tx.ok_or_else(|| {
+            error(INVALID_ADDRESS_OR_KEY, "No such transaction in the mempool or the given block (give the block hash as the third parameter, or find it with getaddresstxids)")
+        })?;
+        Ok(if verbose { tx_json(&tx, node) } else { json!(hex::encode(tx.encode())) })
+    });
+    method!("sendrawtransaction", |args, node| {
+        let tx: Transaction = decode_hex(args.str(0, "hexstring")?, "transaction")?;
+        node.submit_transaction(tx).map(|txid| json!(txid.to_string())).map_err(mempool_error)
+    });
+    method!("testmempoolaccept", |args, node| {
+        let list = args
+            .required(0, "rawtxs")?
+            .as_array()
+            .ok_or_else(|| error(TYPE_ERROR, "rawtxs must be a list"))?;
+        if list.len() > 25 {
+            return Err(error(INVALID_PARAMETER, "at most 25 transactions"));
+        }
+        let mut results = Vec::new();
+        for item in list {
+            let tx: Transaction = decode_hex(item.as_str().unwrap_or_default(), "transaction")?;
+            let state = node.state();
+            let mut result = json!({ "txid": tx.txid().to_string(), "wtxid": tx.wtxid().to_string() });
+            match state.mempool.test_accept(&tx, &state.chain, node.verifier()) {
+                Ok((fee, _)) => {
+                    result["allowed"] = json!(true);
+                    result["vsize"] = json!(tx.size());
+                    result["fees"] = json!({ "base": coins(fee) });
+                }
+                Err(e) => {
+                    result["allowed"] = json!(false);
+                    result["reject-reason"] = json!(e.to_string());
+                }
+            }
+            results.push(result);
+        }
+        Ok(json!(results))
+    });
+    method!("getmempoolinfo", |_args, node| {
+        let state = node.state();
+        let pool = &state.mempool;
+        Ok(json!({
+            "loaded": true,
+            "size": pool.len(),
+            "bytes": pool.size(),
+            "maxmempool": pool.max_size(),
+            "mempoolminfee": pool.min_fee_rate(),
+            "minrelaytxfee": MIN_RELAY_FEE_RATE,
+            "incrementalrelayfee": INCREMENTAL_FEE_RATE,
+            "orphans": pool.orphan_count(),
+            "feerate_unit": "base units per byte",
+        }))
+    });
+    method!("getrawmempool", |args, node| {
+        let verbose = args.bool_or(0, "verbose", false)?;
+        let state = node.state();
+        let txids = state.mempool.txids();
+        if !verbose {
+            return Ok(json!(txids.iter().map(ToString::to_string).collect::<Vec<_>>()));
+        }
+        let mut map = serde_json::Map::new();
+        for txid in txids {
+            if let Some(entry) = state.mempool.get(&txid) {
+                map.insert(txid.to_string(), mempool_entry_json(entry));
+            }
+        }
+        Ok(Value::Object(map))
+    });
+    method!("getmempoolentry", |args, node| {
+        let txid: Txid = parse_hash(args.str(0, "txid")?, "txid")?;
+        let state = node.state();
+        let entry = state
+            .mempool
+            .get(&txid)
+            .ok_or_else(|| error(INVALID_ADDRESS_OR_KEY, "Transaction not in mempool"))?;
+        Ok(mempool_entry_json(entry))
+    });
+    method!("gettxout", |args, node| {
+        let txid: Txid = parse_hash(args.str(0, "txid")?, "txid")?;
+        let index = u32::try_from(args.u64_or(1, "n", u64::MAX)?)
+            .map_err(|_| error(INVALID_PARAMETER, "n must be an output index"))?;
+        let include_mempool = args.bool_or(2, "include_mempool", true)?;
+        let outpoint = OutPoint { txid, index };
+        let state = node.state();
+        if include_mempool && state.mempool.spender(&outpoint).is_some() {
+            return Ok(Value::Null);
+        }
+        let network = state.chain.params().network;
+        let (coin, confirmations) = match state.chain.coin(&outpoint).map_err(internal)? {
+            Some(coin) => {
+                let confirmations = state.chain.height().get() - coin.height.get() + 1;
+                (coin, confirmations)
+            }
+            None if include_mempool => {
+                match state.mempool.get(&txid).and_then(|e| e.tx.outputs.get(index as usize)) {
+                    Some(output) => (
+                        cairn_consensus::check::Coin {
+                            output: output.clone(),
+                            height: state.chain.height(),
+                            is_coinbase: false,
+                        },
+                        0,
+                    ),
+                    None => return Ok(Value::Null),
+                }
+            }
+            None => return Ok(Value::Null),
+        };
+        Ok(json!({
+            "bestblock": state.chain.tip().to_string(),
+            "confirmations": confirmations,
+            "value": coins(coin.output.amount),
+            "address": Address { network, lock: coin.output.lock.clone() }.to_string(),
+            "coinbase": coin.is_coinbase,
+        }))
+    });
+    method!("gettxoutsetinfo", |_args, node| {
+        let state = node.state();
+        let digest = state.chain.utxo_digest().map_err(internal)?;
+        Ok(json!({
+            "height": state.chain.height().get(),
+            "bestblock": state.chain.tip().to_string(),
+            "txouts": digest.count,
+            "total_amount": coins(digest.total),
+            "hash_serialized": hex::encode(digest.hash),
+        }))
+    });
+    method!("getmininginfo", |_args, node| {
+        let state = node.state();
+        Ok(json!({
+            "chain": state.chain.params().network.name(),
+            "blocks": state.chain.height().get(),
+            "bits": format!("{:08x}", state.chain.next_bits().to_consensus()),
+            "pooledtx": state.mempool.len(),
+            "hashespersec": node.hash_rate.load(Ordering::Relaxed),
+            "blocksmined": node.blocks_mined.load(Ordering::Relaxed),
+        }))
+    });
+    method!("getblocktemplate", |_args, node| {
+        let state = node.state();
+        let (txs, fees) =
+            state.mempool.select(cairn_consensus::MAX_BLOCK_SIZE - crate::template::COINBASE_RESERVE);
+        let height = state.chain.height().next();
+        let bits = state.chain.next_bits();
+        let target = bits.to_target().map_err(|e| error(MISC_ERROR, e.to_string()))?;
+        let transactions: Vec<Value> = txs
+            .iter()
+            .map(|tx| {
+                let fee = state.mempool.get(&tx.txid()).map_or(Amount::ZERO, |e| e.fee);
+                json!({
+                    "data": hex::encode(tx.encode()),
+                    "txid": tx.txid().to_string(),
+                    "hash": tx.wtxid().to_string(),
+                    "fee": fee.to_base_units(),
+                })
+            })
+            .collect();
+        let subsidy = state.chain.params().subsidy(height);
+        let value = subsidy.checked_add(fees).map_err(|e| error(MISC_ERROR, e.to_string()))?;
+        Ok(json!({
+            "version": 1,
+            "previousblockhash": state.chain.tip().to_string(),
+            "transactions": transactions,
+            "coinbasevalue": value.to_base_units(),
+            "target": hex::encode(target.to_u256().to_be_bytes()),
+            "bits": format!("{:08x}", bits.to_consensus()),
+            "height": height.get(),
+            "mintime": state.chain.median_time_past() + 1,
+            "curtime": unix_now().max(u64::from(state.chain.median_time_past()) + 1),
+            "sizelimit": cairn_consensus::MAX_BLOCK_SIZE,
+        }))
+    });
+    method!("submitblock", |args, node| {
+        let block: Block = decode_hex(args.str(0, "hexdata")?, "block")?;
+        match node.submit_block(block) {
+            Ok(Accepted::Activated) => Ok(Value::Null),
+            Ok(Accepted::Duplicate) => Ok(json!("duplicate")),
+            Ok(Accepted::SideBranch | Accepted::Orphan) => Ok(json!("inconclusive")),
+            Err(ChainError::Store(e)) => Err(error(MISC_ERROR, format!("store: {e}"))),
+            Err(e) => Err(error(VERIFY_ERROR, format!("block rejected: {e}"))),
+        }
+    });
+    method!("generatetoaddress", |args, node| {
+        let count = args.u64_or(0, "nblocks", u64::MAX)?;
+        if count == u64::MAX || count > 10_000 {
+            return Err(error(INVALID_PARAMETER, "nblocks must be 0 to 10000"));
+        }
+        let (network, allowed) = {
+            let state = node.state();
+            (state.chain.params().network, state.chain.params().allow_generate)
+        };
+        if !allowed {
+            return Err(error(
+                METHOD_NOT_ALLOWED,
+                format!("generatetoaddress is for regtest and devnet, not {}", network.name()),
+            ));
+        }
+        let text = args.str(1, "address")?;
+        let address = Address::parse_for(text, network)
+            .map_err(|e| error(INVALID_ADDRESS_OR_KEY, format!("{text}: {e}")))?;
+        let mut hashes = Vec::new();
+        for _ in 0..count {
+            let hash =
+                crate::mining::mine_one(node, &address.lock, None).map_err(|e| error(MISC_ERROR, e))?;
+            hashes.push(json!(hash.to_string()));
+        }
+        Ok(json!(hashes))
+    });
+    method!("estimatesmartfee", |args, node| {
+        let blocks = args.u64_or(0, "conf_target", 1)?.clamp(1, 1008) as u32;
+        let state = node.state();
+        let rate = state.mempool.estimate_fee_rate(blocks, cairn_consensus::MAX_BLOCK_SIZE);
+        Ok(json!({ "feerate": rate, "unit": "base units per byte", "blocks": blocks }))
+    });
+    method!("stop", |_args, node| {
+        node.request_shutdown();
+        Ok(json!("Cairn node stopping"))
+    });
+    method!("getpeerinfo", |_args, _node| Ok(json!([])));
+    method!("getnetworkinfo", |_args, _node| {
+        Ok(
+            json!({ "version": env!("CARGO_PKG_VERSION"), "subversion": format!("/cairn:{}/", env!("CARGO_PKG_VERSION")), "connections": 0 }),
+        )
+    });
+    method!("getaddressutxos", |args, node| {
+        let addresses = parse_addresses(&args, node)?;
+        let state = node.state();
+        let mut out = Vec::new();
+        for address in &addresses {
+            for (key, value) in state
+                .chain
+                .store()
+                .scan_prefix(Cf::Address, &address_coin_prefix(&address.lock))
+                .map_err(|e| internal(e.into()))?
+            {
+                let outpoint =
+                    outpoint_from_key(&key[33..]).map_err(|_| error(MISC_ERROR, "corrupt address index"))?;
+                let coin = coin_from_bytes(&value).map_err(|_| error(MISC_ERROR, "corrupt address index"))?;
+                out.push(json!({
+                    "address": address.to_string(),
+                    "txid": outpoint.txid.to_string(),
+                    "outputIndex": outpoint.index,
+                    "satoshis": coin.output.amount.to_base_units(),
+                    "height": coin.height.get(),
+                    "coinbase": coin.is_coinbase,
+                }));
+            }
+        }
+        Ok(json!(out))
+    });
+    method!("getaddressbalance", |args, node| {
+        let addresses = parse_addresses(&args, node)?;
+        let state = node.state();
+        let tip = state.chain.height();
+        let maturity = state.chain.params().coinbase_maturity;
+        let (mut balance, mut immature, mut count) = (0u64, 0u64, 0u64);
+        for address in &addresses {
+            for (_, value) in state
+                .chain
+                .store()
+                .scan_prefix(Cf::Address, &address_coin_prefix(&address.lock))
+                .map_err(|e| internal(e.into()))?
+            {
+                let coin = coin_from_bytes(&value).map_err(|_| error(MISC_ERROR, "corrupt address index"))?;
+                count += 1;
+                let amount = coin.output.amount.to_base_units();
+                if coin.is_coinbase && tip.get() + 1 < coin.height.get() + maturity {
+                    immature += amount;
+                }
+                balance += amount;
+            }
+        }
+        Ok(json!({ "balance": balance, "immature": immature, "utxos": count }))
+    });
+    method!("getaddresstxids", |args, node| {
+        let addresses = parse_addresses(&args, node)?;
+        let start = object_field(&args, "start").unwrap_or(0);
+        let end = object_field(&args, "end").unwrap_or(u64::from(u32::MAX));
+        let skip = object_field(&args, "skip").unwrap_or(0) as usize;
+        let limit = object_field(&args, "limit").unwrap_or(1_000).min(10_000) as usize;
+        let state = node.state();
+        let mut rows = Vec::new();
+        for address in &addresses {
+            for (key, _) in state
+                .chain
+                .store()
+                .scan_prefix(Cf::Address, &address_history_prefix(&address.lock))
+                .map_err(|e| internal(e.into()))?
+            {
+                let height = u32::from_be_bytes(
+                    key[33..37].try_into().map_err(|_| error(MISC_ERROR, "corrupt address index"))?,
+                );
+                let txid = Txid::from_byte_array(
+                    key[37..69].try_into().map_err(|_| error(MISC_ERROR, "corrupt address index"))?,
+                );
+                if (start..=end).contains(&u64::from(height)) {
+                    rows.push((height, txid));
+                }
+            }
+        }
+        rows.sort();
+        rows.dedup();
+        let total = rows.len();
+        let page: Vec<Value> =
+            rows.iter().skip(skip).take(limit).map(|(_, txid)| json!(txid.to_string())).collect();
+        let next = (skip + page.len() < total).then_some(skip + page.len());
+        Ok(json!({ "txids": page, "total": total, "next": next }))
+    });
+    method!("getaddressmempool", |args, node| {
+        let addresses = parse_addresses(&args, node)?;
+        let state = node.state();
+        let mut out = Vec::new();
+        for (txid, entry) in state.mempool.entries() {
+            for address in &addresses {
+                for (index, output) in entry.tx.outputs.iter().enumerate() {
+                    if output.lock == address.lock {
+                        out.push(json!({ "address": address.to_string(), "txid": txid.to_string(), "index": index, "satoshis": output.amount.to_base_units(), "timestamp": entry.time }));
+                    }
+                }
+                for (index, input) in entry.tx.inputs.iter().enumerate() {
+                    let spent =
+                        state.chain.coin(&input.prevout).ok().flatten().map(|c| c.output).or_else(|| {
+                            state
+                                .mempool
+                                .get(&input.prevout.txid)
+                                .and_then(|p| p.tx.outputs.get(input.prevout.index as usize).cloned())
+                        });
+                    if let Some(output) = spent.filter(|o| o.lock == address.lock) {
+                        out.push(json!({ "address": address.to_string(), "txid": txid.to_string(), "index": index, "satoshis": -(output.amount.to_base_units() as i64), "prevtxid": input.prevout.txid.to_string(), "prevout": input.prevout.index, "timestamp": entry.time }));
+                    }
+                }
+            }
+        }
+        Ok(json!(out))
+    });
+    m
+}
+
+fn mempool_entry_json(entry: &crate::mempool::Entry) -> Value {
+    json!({
+        "vsize": entry.size,
+        "fee": entry.fee.to_base_units(),
+        "feerate": entry.fee_rate(),
+        "time": entry.time,
+        "height": entry.height.get(),
+        "wtxid": entry.tx.wtxid().to_string(),
+    })
+}
+
+/// Accepted credentials, as the `Authorization` header values that carry them.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    headers: Arc<Vec<String>>,
+}
+
+impl Credentials {
+    /// Accepts each `(user, password)` pair.
+    #[must_use]
+    pub fn new(pairs: &[(String, String)]) -> Self {
+        let headers = pairs
+            .iter()
+            .map(|(user, password)| {
+                format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+                )
+            })
+            .collect();
+        Self { headers: Arc::new(headers) }
+    }
+
+    fn accepts(&self, header: Option<&[u8]>) -> bool {
+        let Some(header) = header else { return false };
+        // Compare every byte of every candidate, so timing says nothing.
+        self.headers.iter().fold(false, |ok, expected| {
+            let expected = expected.as_bytes();
+            let same_len = expected.len() == header.len();
+            let diff = expected.iter().zip(header).fold(0u8, |acc, (a, b)| acc | (a ^ b));
+            ok | (same_len && diff == 0)
+        })
+    }
+}
+
+/// HTTP middleware refusing requests without accepted credentials.
+#[derive(Debug, Clone)]
+pub struct AuthLayer(pub Credentials);
+
+impl<S> tower::Layer<S> for AuthLayer {
+    type Service = Auth<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        Auth { inner, credentials: self.0.clone() }
+    }
+}
+
+/// The service [`AuthLayer`] wraps around the RPC server.
+#[derive(Debug, Clone)]
+pub struct Auth<S> {
+    inner: S,
+    credentials: Credentials,
+}
+
+impl<S, B> tower::Service<HttpRequest<B>> for Auth<S>
+where
+    S: tower::Service<HttpRequest<B>, Response = HttpResponse>,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+{
+    type Response = HttpResponse;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<HttpResponse, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: HttpRequest<B>) -> Self::Future {
+        let header = request.headers().get(http::header::AUTHORIZATION).map(http::HeaderValue::as_bytes);
+        if self.credentials.accepts(header) {
+            Box::pin(self.inner.call(request))
+        } else {
+            let body = json!({
+                "jsonrpc": "2.0",
+                "id": null,
+                "error": { "code": -32001, "message": "authentication required: use the cookie in the data directory (.cookie) or --rpc-user/--rpc-password" },
+            });
+            let response = http::Response::builder()
+                .status(http::StatusCode::UNAUTHORIZED)
+                .header(http::header::WWW_AUTHENTICATE, "Basic realm=\"cairn\"")
+                .header(http::header::CONTENT_TYPE, "application/json")
+                .body(HttpBody::from(body.to_string()))
+                .expect("a valid response");
+            Box::pin(async move { Ok(response) })
+        }
+    }
+}
+
+/// Starts the server on `addr`.
+///
+/// # Errors
+/// When the address cannot be bound.
+pub async fn serve(
+    node: Arc<Node>,
+    addr: SocketAddr,
+    credentials: Credentials,
+) -> std::io::Result<(ServerHandle, SocketAddr)> {
+    let middleware = tower::ServiceBuilder::new().layer(AuthLayer(credentials));
+    let config = ServerConfig::builder()
+        .max_request_body_size(MAX_REQUEST_BODY)
+        .max_response_body_size(64 * 1024 * 1024)
+        .max_connections(128)
+        .http_only()
+        .build();
+    let server = Server::builder().set_config(config).set_http_middleware(middleware).build(addr).await?;
+    let local = server.local_addr()?;
+    Ok((server.start(module(node)), local))
+}
