@@ -7,11 +7,18 @@ cd "$(dirname "$0")/.."
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
-# A C compiler builds libsecp256k1 (secp256k1-sys).
-if ! command -v cc >/dev/null 2>&1; then
-  echo "installing a C toolchain (build-essential)..."
+# A C/C++ compiler builds libsecp256k1 and RocksDB; libclang generates
+# RocksDB's bindings.
+missing=()
+command -v cc >/dev/null 2>&1 || missing+=(build-essential)
+command -v c++ >/dev/null 2>&1 || missing+=(g++)
+if ! ls /usr/lib/llvm-*/lib/libclang*.so* /usr/lib/x86_64-linux-gnu/libclang*.so* >/dev/null 2>&1; then
+  missing+=(libclang-dev)
+fi
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "installing ${missing[*]}..."
   as_root apt-get update -qq
-  as_root apt-get install -y -qq build-essential
+  as_root apt-get install -y -qq "${missing[@]}"
 fi
 command -v cargo >/dev/null 2>&1 || { echo "error: cargo is not installed (https://rustup.rs)" >&2; exit 1; }
 
@@ -29,6 +36,10 @@ if [ -n "$forbidden" ]; then
   exit 1
 fi
 echo "cairn-consensus dependency boundary: ok"
+
+# The whole-system tests run the binaries: build them first, in the same
+# profile, so the tests find them ready.
+cargo build --release --workspace --bins --locked
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

@@ -76,3 +76,137 @@ pub fn binary(name: &str) -> PathBuf {
     assert!(path.exists(), "{} was not built", path.display());
     path
 }
+
+/// A `cairn-node` process on 127.0.0.1, killed when dropped.
+pub struct NodeProcess {
+    child: std::process::Child,
+    /// Its JSON-RPC endpoint.
+    pub rpc: Rpc,
+}
+
+impl NodeProcess {
+    /// Starts a regtest node in `datadir` with `extra` arguments and waits
+    /// until its RPC answers.
+    pub fn start(datadir: &Path, extra: &[&str]) -> Self {
+        let address_file = datadir.join("rpc.address");
+        let _ = std::fs::remove_file(&address_file);
+        let child = Command::new(binary("cairn-node"))
+            .args(["--network", "regtest", "--rpc-bind", "127.0.0.1:0", "--datadir"])
+            .arg(datadir)
+            .args(extra)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("starting cairn-node");
+        // Owned from here on, so that a failed start still kills it (Drop).
+        let mut node = Self { child, rpc: Rpc { addr: ([127, 0, 0, 1], 0).into(), auth: None } };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            if let (Ok(addr), Ok(cookie)) =
+                (std::fs::read_to_string(&address_file), std::fs::read_to_string(datadir.join(".cookie")))
+            {
+                let rpc =
+                    Rpc { addr: addr.trim().parse().expect("address"), auth: Some(cookie.trim().to_owned()) };
+                if rpc.call("getblockcount", serde_json::json!([])).is_ok() {
+                    node.rpc = rpc;
+                    return node;
+                }
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "cairn-node did not start in {}",
+                datadir.display()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    /// Kills the process at once (SIGKILL), as a crash would.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Asks it to stop over RPC and waits for it to exit.
+    pub fn stop(mut self) {
+        let _ = self.rpc.call("stop", serde_json::json!([]));
+        let status = self.child.wait().expect("waiting for cairn-node");
+        assert!(status.success(), "cairn-node exited with {status}");
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A JSON-RPC endpoint spoken to over plain HTTP/1.1, so tests can send
+/// anything, malformed requests included.
+#[derive(Debug, Clone)]
+pub struct Rpc {
+    /// Where it listens.
+    pub addr: std::net::SocketAddr,
+    /// `user:password`, if any.
+    pub auth: Option<String>,
+}
+
+impl Rpc {
+    /// Posts `body` and returns the status code and the response body.
+    pub fn post(&self, body: &[u8], auth: Option<&str>) -> std::io::Result<(u16, String)> {
+        use base64::Engine;
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(self.addr)?;
+        stream.set_read_timeout(Some(std::time::Duration::from_secs(300)))?;
+        let mut head = format!(
+            "POST / HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
+            self.addr,
+            body.len()
+        );
+        if let Some(auth) = auth {
+            head.push_str(&format!(
+                "Authorization: Basic {}\r\n",
+                base64::engine::general_purpose::STANDARD.encode(auth)
+            ));
+        }
+        head.push_str("\r\n");
+        stream.write_all(head.as_bytes())?;
+        // The server may answer (and close) before the whole body is sent.
+        let _ = stream.write_all(body);
+        let mut response = Vec::new();
+        let _ = stream.read_to_end(&mut response);
+        let text = String::from_utf8_lossy(&response).into_owned();
+        let status = text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+        let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+        // Chunked bodies: keep the JSON between the chunk sizes.
+        let body = match (body.find('{'), body.rfind('}')) {
+            (Some(start), Some(end)) if end >= start => body[start..=end].to_owned(),
+            _ => body,
+        };
+        Ok((status, body))
+    }
+
+    /// Calls `method`; the `result`, or the `error` object.
+    pub fn call(
+        &self,
+        method: &str,
+        params: serde_json::Value,
+    ) -> Result<serde_json::Value, serde_json::Value> {
+        let request = serde_json::json!({ "jsonrpc": "2.0", "id": 1, "method": method, "params": params });
+        let (_, body) = self
+            .post(request.to_string().as_bytes(), self.auth.as_deref())
+            .map_err(|e| serde_json::json!({ "io": e.to_string() }))?;
+        let response: serde_json::Value = serde_json::from_str(&body)
+            .map_err(|e| serde_json::json!({ "body": body, "parse": e.to_string() }))?;
+        match response.get("error") {
+            Some(error) if !error.is_null() => Err(error.clone()),
+            _ => Ok(response["result"].clone()),
+        }
+    }
+
+    /// Calls `method` and expects success.
+    pub fn ok(&self, method: &str, params: serde_json::Value) -> serde_json::Value {
+        self.call(method, params.clone()).unwrap_or_else(|e| panic!("{method} {params}: {e}"))
+    }
+}

@@ -282,3 +282,47 @@ fn templates_pass_full_validation() {
     pool.remove_for_block(&block);
     assert!(pool.is_empty());
 }
+
+#[test]
+fn transactions_of_disconnected_blocks_return_to_the_mempool() {
+    use crate::node::Node;
+    let key = keypair(11);
+    let now = crate::node::unix_now();
+    let store = MemStore::new();
+    let node = Node::open(
+        Arc::new(store),
+        Params::for_network(Network::Regtest),
+        std::path::Path::new("/nonexistent"),
+    )
+    .expect("open");
+    let (mut fork_source, _) = regtest();
+    // 101 blocks to mature a coinbase, shared by both chains.
+    for i in 0..101u64 {
+        let block = mine(&node.state().chain, &key, Vec::new(), Amount::ZERO, now + i);
+        node.submit_block(block.clone()).expect("valid");
+        fork_source.submit_block(block, now).expect("valid");
+    }
+    let tx = {
+        let state = node.state();
+        let first_hash = state.chain.hash_at(cairn_consensus::Height::new(1)).expect("block 1");
+        let first = state.chain.block(&first_hash).expect("read").expect("stored");
+        let coinbase = &first.transactions[0];
+        let outpoint = OutPoint { txid: coinbase.txid(), index: 0 };
+        spend(&state.chain, outpoint, coinbase.outputs[0].amount, &key, &lock(&keypair(12)), 500)
+    };
+    node.submit_transaction(tx.clone()).expect("accepted");
+    // Mined into a block: the pool empties.
+    let (template, _) = node.template(&lock(&key));
+    let block = solve(template);
+    assert_eq!(block.transactions.len(), 2);
+    node.submit_block(block).expect("valid");
+    assert!(node.state().mempool.is_empty());
+    // A heavier branch without it: the transaction comes back.
+    for i in 0..2u64 {
+        let block = mine(&fork_source, &keypair(13), Vec::new(), Amount::ZERO, now + 50 + i);
+        fork_source.submit_block(block.clone(), now).expect("valid");
+        node.submit_block(block).expect("valid");
+    }
+    assert_eq!(node.state().chain.tip(), fork_source.tip());
+    assert_eq!(node.state().mempool.txids(), vec![tx.txid()]);
+}
