@@ -49,9 +49,19 @@ impl UtxoView for HashMap<OutPoint, Coin> {
 }
 
 /// Runs signature checks; returns the position of the first that fails.
+///
+/// It also runs [`check_block_with`]'s per-transaction checks, whose
+/// output-key checks cost a square root each: a verifier that spreads work
+/// over cores spreads those too.
 pub trait SignatureVerifier {
     /// `None` when all verify, else the index into `checks` of one that fails.
     fn first_failure(&self, checks: &[SignatureCheck]) -> Option<usize>;
+
+    /// [`check_transaction`] on each of `txs`: `None` when all pass, else
+    /// the lowest index that fails and its error.
+    fn first_invalid_transaction(&self, txs: &[Transaction]) -> Option<(usize, TxError)> {
+        txs.iter().enumerate().find_map(|(index, tx)| check_transaction(tx).err().map(|error| (index, error)))
+    }
 }
 
 /// Verifies one signature after another on the calling thread.
@@ -249,6 +259,19 @@ pub fn check_inputs(
 /// The first rule broken; [`BlockError::is_mutation`] tells a body that
 /// does not match its header from an invalid block.
 pub fn check_block(block: &Block, params: &Params) -> Result<(), BlockError> {
+    check_block_with(block, params, &SequentialVerifier::default())
+}
+
+/// [`check_block`], with the per-transaction checks run by `verifier`
+/// (see [`SignatureVerifier::first_invalid_transaction`]).
+///
+/// # Errors
+/// As [`check_block`].
+pub fn check_block_with(
+    block: &Block,
+    params: &Params,
+    verifier: &impl SignatureVerifier,
+) -> Result<(), BlockError> {
     check_header(&block.header, params)?;
     let Some(coinbase) = block.transactions.first() else {
         return Err(BlockError::NoTransactions);
@@ -277,11 +300,11 @@ pub fn check_block(block: &Block, params: &Params) -> Result<(), BlockError> {
     if size > MAX_BLOCK_SIZE {
         return Err(BlockError::TooLarge { size, limit: MAX_BLOCK_SIZE });
     }
-    for (index, tx) in block.transactions.iter().enumerate() {
-        if index > 0 && tx.is_coinbase() {
-            return Err(BlockError::ExtraCoinbase(index));
-        }
-        check_transaction(tx).map_err(|error| BlockError::Transaction { index, txid: tx.txid(), error })?;
+    if let Some(index) = block.transactions.iter().skip(1).position(Transaction::is_coinbase) {
+        return Err(BlockError::ExtraCoinbase(index + 1));
+    }
+    if let Some((index, error)) = verifier.first_invalid_transaction(&block.transactions) {
+        return Err(BlockError::Transaction { index, txid: block.transactions[index].txid(), error });
     }
     Ok(())
 }

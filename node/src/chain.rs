@@ -9,19 +9,22 @@ use std::sync::Arc;
 use cairn_consensus::chain::{
     check_header, check_header_contextual, median_time_past, next_bits, HeaderAncestry,
 };
-use cairn_consensus::check::{check_block, connect_block, BlockContext, Coin, SignatureVerifier, UtxoView};
+use cairn_consensus::check::{
+    check_block_with, check_transaction, connect_block, BlockContext, Coin, SignatureVerifier, UtxoView,
+};
 use cairn_consensus::pow::CompactTarget;
 use cairn_consensus::sighash::SignatureCheck;
 use cairn_consensus::{
     Amount, Block, BlockError, BlockHash, BlockHeader, Decode, Encode, HeaderError, Height, OutPoint, Params,
-    Work,
+    Transaction, TxError, Work,
 };
 use rayon::prelude::*;
 use secp256k1::{Secp256k1, VerifyOnly};
 
 use crate::records::{
-    address_coin_key, address_history_key, coin_bytes, coin_from_bytes, decode_undo, encode_undo,
-    outpoint_key, IndexRecord, HAS_BODY, INVALID,
+    address_coin_key, address_coin_prefix, address_history_key, address_history_prefix, coin_bytes,
+    coin_from_bytes, decode_undo, encode_undo, outpoint_from_key, outpoint_key, IndexRecord, HAS_BODY,
+    INVALID,
 };
 use crate::store::{Batch, Cf, Store, StoreError};
 
@@ -111,6 +114,14 @@ impl SignatureVerifier for ParallelVerifier {
     fn first_failure(&self, checks: &[SignatureCheck]) -> Option<usize> {
         checks.par_iter().with_min_len(8).position_any(|check| !check.verify(&self.secp))
     }
+
+    fn first_invalid_transaction(&self, txs: &[Transaction]) -> Option<(usize, TxError)> {
+        txs.par_iter()
+            .with_min_len(8)
+            .enumerate()
+            .filter_map(|(index, tx)| check_transaction(tx).err().map(|error| (index, error)))
+            .min_by_key(|(index, _)| *index)
+    }
 }
 
 /// The UTXO set in the store, remembering a read failure so that it is
@@ -171,6 +182,8 @@ pub struct Chain {
     verifier: ParallelVerifier,
     /// The rule the last block that failed to connect broke.
     last_failure: Option<BlockError>,
+    /// The block being submitted, so connecting it need not read it back.
+    just_stored: Option<Block>,
 }
 
 impl Chain {
@@ -190,6 +203,7 @@ impl Chain {
             next_seq: 0,
             verifier: ParallelVerifier::default(),
             last_failure: None,
+            just_stored: None,
         };
         let mut records = Vec::new();
         chain.store.for_each(Cf::Index, &mut |key, value| records.push((key.to_vec(), value.to_vec())))?;
@@ -337,6 +351,53 @@ impl Chain {
         }
     }
 
+    /// The unspent coins a lock holds, from the address index.
+    ///
+    /// # Errors
+    /// When the store fails or holds a record that does not decode.
+    pub fn address_coins(&self, lock: &cairn_consensus::Lock) -> Result<Vec<(OutPoint, Coin)>, ChainError> {
+        let corrupt = |_| ChainError::Store(StoreError::Corrupt("address coin"));
+        let prefix = address_coin_prefix(lock);
+        self.store
+            .scan_prefix(Cf::Address, &prefix)?
+            .into_iter()
+            .map(|(key, value)| {
+                Ok((
+                    outpoint_from_key(&key[prefix.len()..]).map_err(corrupt)?,
+                    coin_from_bytes(&value).map_err(corrupt)?,
+                ))
+            })
+            .collect()
+    }
+
+    /// The transactions that paid or spent a lock, by height, from the
+    /// address index.
+    ///
+    /// # Errors
+    /// When the store fails or holds a key that does not decode.
+    pub fn address_history(
+        &self,
+        lock: &cairn_consensus::Lock,
+    ) -> Result<Vec<(Height, cairn_consensus::Txid)>, ChainError> {
+        let prefix = address_history_prefix(lock);
+        self.store
+            .scan_prefix(Cf::Address, &prefix)?
+            .into_iter()
+            .map(|(key, _)| {
+                let rest = &key[prefix.len()..];
+                let height: [u8; 4] = rest
+                    .get(..4)
+                    .and_then(|b| b.try_into().ok())
+                    .ok_or(StoreError::Corrupt("address history"))?;
+                let txid: [u8; 32] = rest
+                    .get(4..)
+                    .and_then(|b| b.try_into().ok())
+                    .ok_or(StoreError::Corrupt("address history"))?;
+                Ok((Height::new(u32::from_be_bytes(height)), cairn_consensus::Txid::from_byte_array(txid)))
+            })
+            .collect()
+    }
+
     /// The median time past of the tip.
     #[must_use]
     pub fn median_time_past(&self) -> u32 {
@@ -412,7 +473,7 @@ impl Chain {
             }
             return Err(error.into());
         }
-        if let Err(error) = check_block(&block, &self.params) {
+        if let Err(error) = check_block_with(&block, &self.params, &self.verifier) {
             if error.marks_invalid() {
                 self.store_invalid(&block.header, Some(parent_record))?;
             }
@@ -433,7 +494,10 @@ impl Chain {
         self.index.insert(hash, Entry { header: block.header, record, seq });
 
         let tip_before = self.tip();
-        let mut reorg = self.activate_best_chain()?;
+        self.just_stored = Some(block);
+        let reorg = self.activate_best_chain();
+        self.just_stored = None;
+        let mut reorg = reorg?;
         let entry = &self.index[&hash];
         if entry.record.flags & INVALID != 0 {
             // Connecting it failed: report the rule it broke.
@@ -570,7 +634,13 @@ impl Chain {
 
     /// Connects the stored block `hash`, a child of the tip.
     fn connect(&mut self, hash: BlockHash) -> Result<Result<Block, BlockError>, ChainError> {
-        let block = self.block(&hash)?.ok_or(StoreError::Corrupt("missing body"))?;
+        let block = match self.just_stored.take() {
+            Some(block) if block.block_hash() == hash => block,
+            other => {
+                self.just_stored = other;
+                self.block(&hash)?.ok_or(StoreError::Corrupt("missing body"))?
+            }
+        };
         let height = self.height().next();
         let context = BlockContext { height, median_time: self.median_time_past() };
         let view = StoreView { store: self.store.as_ref(), failure: RefCell::new(None) };

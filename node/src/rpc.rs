@@ -20,8 +20,6 @@ use serde_json::{json, Value};
 use crate::chain::{Accepted, ChainError};
 use crate::mempool::{MempoolError, INCREMENTAL_FEE_RATE, MIN_RELAY_FEE_RATE};
 use crate::node::{unix_now, Node};
-use crate::records::{address_coin_prefix, address_history_prefix, coin_from_bytes, outpoint_from_key};
-use crate::store::Cf;
 
 /// Largest request body read, in bytes: a full block in hex with room to spare.
 pub const MAX_REQUEST_BODY: u32 = 5 * 1024 * 1024;
@@ -546,15 +544,7 @@ pub fn module(node: Arc<Node>) -> RpcModule<Arc<Node>> {
         let state = node.state();
         let mut out = Vec::new();
         for address in &addresses {
-            for (key, value) in state
-                .chain
-                .store()
-                .scan_prefix(Cf::Address, &address_coin_prefix(&address.lock))
-                .map_err(|e| internal(e.into()))?
-            {
-                let outpoint =
-                    outpoint_from_key(&key[33..]).map_err(|_| error(MISC_ERROR, "corrupt address index"))?;
-                let coin = coin_from_bytes(&value).map_err(|_| error(MISC_ERROR, "corrupt address index"))?;
+            for (outpoint, coin) in state.chain.address_coins(&address.lock).map_err(internal)? {
                 out.push(json!({
                     "address": address.to_string(),
                     "txid": outpoint.txid.to_string(),
@@ -574,13 +564,7 @@ pub fn module(node: Arc<Node>) -> RpcModule<Arc<Node>> {
         let maturity = state.chain.params().coinbase_maturity;
         let (mut balance, mut immature, mut count) = (0u64, 0u64, 0u64);
         for address in &addresses {
-            for (_, value) in state
-                .chain
-                .store()
-                .scan_prefix(Cf::Address, &address_coin_prefix(&address.lock))
-                .map_err(|e| internal(e.into()))?
-            {
-                let coin = coin_from_bytes(&value).map_err(|_| error(MISC_ERROR, "corrupt address index"))?;
+            for (_, coin) in state.chain.address_coins(&address.lock).map_err(internal)? {
                 count += 1;
                 let amount = coin.output.amount.to_base_units();
                 if coin.is_coinbase && tip.get() + 1 < coin.height.get() + maturity {
@@ -600,19 +584,8 @@ pub fn module(node: Arc<Node>) -> RpcModule<Arc<Node>> {
         let state = node.state();
         let mut rows = Vec::new();
         for address in &addresses {
-            for (key, _) in state
-                .chain
-                .store()
-                .scan_prefix(Cf::Address, &address_history_prefix(&address.lock))
-                .map_err(|e| internal(e.into()))?
-            {
-                let height = u32::from_be_bytes(
-                    key[33..37].try_into().map_err(|_| error(MISC_ERROR, "corrupt address index"))?,
-                );
-                let txid = Txid::from_byte_array(
-                    key[37..69].try_into().map_err(|_| error(MISC_ERROR, "corrupt address index"))?,
-                );
-                if (start..=end).contains(&u64::from(height)) {
+            for (height, txid) in state.chain.address_history(&address.lock).map_err(internal)? {
+                if (start..=end).contains(&u64::from(height.get())) {
                     rows.push((height, txid));
                 }
             }

@@ -205,6 +205,9 @@ impl RocksStore {
         options.create_missing_column_families(true);
         options.set_keep_log_file_num(4);
         options.set_max_open_files(256);
+        // One memtable budget for all column families, so memory stays
+        // bounded however many there are.
+        options.set_db_write_buffer_size(64 << 20);
         let cfs =
             Cf::ALL.map(|cf| rocksdb::ColumnFamilyDescriptor::new(cf.name(), rocksdb::Options::default()));
         let db = rocksdb::DB::open_cf_descriptors(&options, dir, cfs)?;

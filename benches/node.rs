@@ -1,0 +1,243 @@
+//! Node throughput on this machine, each figure against a baseline measured
+//! in the same run:
+//!
+//! - block connection: blocks of 200 one-in-two-out transactions connected
+//!   into a RocksDB chain store on disk, and the signature checks per second
+//!   that implies, against raw `secp256k1` verification on the same cores;
+//! - mempool acceptance through `sendrawtransaction` over real HTTP
+//!   JSON-RPC, against the same transactions checked in-process;
+//! - the process's peak resident memory while connecting the blocks.
+//!
+//! `cargo bench --bench node` (20 blocks); `cargo bench --bench node --
+//! --blocks 2000` for the memory bound. Figures in docs/performance.md.
+
+use std::io::{Read, Write};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Instant;
+
+use cairn_consensus::check::SequentialVerifier;
+use cairn_consensus::sighash::{sign_inputs, SighashCache};
+use cairn_consensus::transaction::SEQUENCE_FINAL;
+use cairn_consensus::{Amount, Block, Encode, Lock, Network, OutPoint, Params, Transaction, TxIn, TxOut};
+use cairn_miner::{solve_block, ExtranonceRoller, Kernel};
+use cairn_node::chain::Chain;
+use cairn_node::node::Node;
+use cairn_node::store::{MemStore, RocksStore};
+use cairn_node::template::new_block;
+use rayon::prelude::*;
+use secp256k1::{Keypair, Secp256k1};
+
+const TXS_PER_BLOCK: usize = 200;
+const FAR_FUTURE: u64 = u32::MAX as u64;
+
+fn solve(block: Block) -> Block {
+    let mut roller = ExtranonceRoller::new(block).expect("template");
+    assert!(solve_block(&mut roller, 0, Kernel::best(), None, &AtomicBool::new(false)).expect("bits").found);
+    roller.into_block()
+}
+
+/// A regtest chain whose block 1 coinbase has `TXS_PER_BLOCK` outputs to
+/// `key`, matured; and then `blocks` blocks of 200 transactions, each
+/// spending the previous block's corresponding output into two outputs.
+fn build(blocks: usize, key: &Keypair) -> (Vec<Block>, Vec<Block>) {
+    let params = Params::for_network(Network::Regtest);
+    let secp = Secp256k1::new();
+    let lock = Lock::key(key.x_only_public_key().0.serialize());
+    let mut chain = Chain::open(Arc::new(MemStore::new()), params.clone()).expect("open");
+    let mut prefix = Vec::new();
+    let mut time = u64::from(params.genesis.header.time);
+    let mut first = new_block(&chain, &lock, Vec::new(), Amount::ZERO, time);
+    let share = Amount::from_base_units(50 * 100_000_000 / TXS_PER_BLOCK as u64).expect("share");
+    first.transactions[0].outputs = vec![TxOut { amount: share, lock: lock.clone() }; TXS_PER_BLOCK];
+    first.header.merkle_root = cairn_consensus::merkle::block_merkle_root(&first).root;
+    let first = solve(first);
+    let mut coins: Vec<(OutPoint, Amount)> = (0..TXS_PER_BLOCK as u32)
+        .map(|i| (OutPoint { txid: first.transactions[0].txid(), index: i }, share))
+        .collect();
+    chain.submit_block(first.clone(), FAR_FUTURE).expect("valid");
+    prefix.push(first);
+    for _ in 0..100 {
+        time += 1;
+        let block = solve(new_block(&chain, &lock, Vec::new(), Amount::ZERO, time));
+        chain.submit_block(block.clone(), FAR_FUTURE).expect("valid");
+        prefix.push(block);
+    }
+    let fee = Amount::from_base_units(500).expect("fee");
+    let mut body = Vec::new();
+    for _ in 0..blocks {
+        let txs: Vec<Transaction> = coins
+            .par_iter()
+            .map(|(outpoint, value)| {
+                let change = value
+                    .checked_sub(fee)
+                    .and_then(|v| v.checked_sub(Amount::from_base_units(1_000).expect("1000")))
+                    .expect("value");
+                let mut tx = Transaction {
+                    version: 1,
+                    inputs: vec![TxIn {
+                        prevout: *outpoint,
+                        data: Vec::new(),
+                        sequence: SEQUENCE_FINAL,
+                        witness: Vec::new(),
+                    }],
+                    outputs: vec![
+                        TxOut { amount: change, lock: lock.clone() },
+                        TxOut { amount: Amount::from_base_units(1_000).expect("1000"), lock: lock.clone() },
+                    ],
+                    lock_time: 0,
+                };
+                let spent = TxOut { amount: *value, lock: lock.clone() };
+                sign_inputs(&secp, &mut tx, &[&spent], params.genesis_hash, key, &[1; 32]);
+                tx
+            })
+            .collect();
+        coins = txs.iter().map(|tx| (OutPoint { txid: tx.txid(), index: 0 }, tx.outputs[0].amount)).collect();
+        let fees = Amount::from_base_units(500 * TXS_PER_BLOCK as u64).expect("fees");
+        time += 1;
+        let block = solve(new_block(&chain, &lock, txs, fees, time));
+        chain.submit_block(block.clone(), FAR_FUTURE).expect("valid");
+        body.push(block);
+    }
+    (prefix, body)
+}
+
+/// Raw verifications per second on every core: the same signatures,
+/// messages and keys the blocks carry, keys parsed inside the loop as the
+/// node does.
+fn raw_verify_rate(blocks: &[Block], key: &Keypair) -> f64 {
+    let secp = Secp256k1::verification_only();
+    let params = Params::for_network(Network::Regtest);
+    let lock = Lock::key(key.x_only_public_key().0.serialize());
+    let checks: Vec<([u8; 32], [u8; 64], [u8; 32])> = blocks
+        .iter()
+        .flat_map(|b| b.transactions.iter().skip(1))
+        .map(|tx| {
+            // The spent output's amount does not matter for the timing.
+            let spent = TxOut { amount: Amount::ZERO, lock: lock.clone() };
+            let message = SighashCache::new(tx, &[&spent], params.genesis_hash).message(0);
+            let signature: [u8; 64] = tx.inputs[0].witness[0].as_slice().try_into().expect("64 bytes");
+            (message, signature, key.x_only_public_key().0.serialize())
+        })
+        .collect();
+    let started = Instant::now();
+    let valid = checks
+        .par_iter()
+        .filter(|(message, signature, key)| {
+            let key = secp256k1::XOnlyPublicKey::from_byte_array(key).expect("key");
+            let signature = secp256k1::schnorr::Signature::from_byte_array(*signature);
+            secp.verify_schnorr(&signature, message, &key).is_ok()
+        })
+        .count();
+    std::hint::black_box(valid);
+    checks.len() as f64 / started.elapsed().as_secs_f64()
+}
+
+/// A memory figure of this process from /proc, in KiB: `VmRSS` (now) or
+/// `VmHWM` (peak).
+fn memory_kib(field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status.lines().find(|l| l.starts_with(field))?.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn post(addr: std::net::SocketAddr, auth: &str, body: &str) -> String {
+    use base64::Engine;
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    let head = format!(
+        "POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nAuthorization: Basic {}\r\nConnection: close\r\n\r\n",
+        body.len(),
+        base64::engine::general_purpose::STANDARD.encode(auth)
+    );
+    stream.write_all(head.as_bytes()).expect("write");
+    stream.write_all(body.as_bytes()).expect("write");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read");
+    response
+}
+
+fn main() {
+    let blocks: usize = std::env::args()
+        .skip_while(|a| a != "--blocks")
+        .nth(1)
+        .map_or(20, |n| n.parse().expect("--blocks N"));
+    let key = Keypair::from_seckey_slice(&Secp256k1::new(), &[42; 32]).expect("key");
+    eprintln!("building {blocks} blocks of {TXS_PER_BLOCK} transactions...");
+    let (prefix, body) = build(blocks, &key);
+    let rss_before = memory_kib("VmRSS:");
+
+    // Block connection into RocksDB on disk.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = RocksStore::open(dir.path(), "regtest").expect("rocksdb");
+    let mut chain = Chain::open(Arc::new(store), Params::for_network(Network::Regtest)).expect("open");
+    for block in &prefix {
+        chain.submit_block(block.clone(), FAR_FUTURE).expect("valid");
+    }
+    let raw = raw_verify_rate(&body[..body.len().min(20)], &key);
+    let started = Instant::now();
+    for block in &body {
+        chain.submit_block(block.clone(), FAR_FUTURE).expect("valid");
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let raw_after = raw_verify_rate(&body[..body.len().min(20)], &key);
+    let raw = raw.max(raw_after);
+    let sigs = (blocks * TXS_PER_BLOCK) as f64 / elapsed;
+    println!(
+        "block connection (RocksDB, {} threads): {blocks} blocks of {TXS_PER_BLOCK} txs in {elapsed:.3} s",
+        rayon::current_num_threads()
+    );
+    println!("  {:.1} blocks/s, {:.0} tx/s, {:.0} signature checks/s", blocks as f64 / elapsed, sigs, sigs);
+    println!(
+        "  raw secp256k1 verification on the same cores: {raw:.0}/s; connection runs at {:.2} of it",
+        sigs / raw
+    );
+    if let (Some(before), Some(after)) = (rss_before, memory_kib("VmRSS:")) {
+        println!(
+            "  resident memory: {} MiB with the blocks built and held, {} MiB after connecting them ({:+} MiB)",
+            before / 1024,
+            after / 1024,
+            (after as i64 - before as i64) / 1024
+        );
+    }
+    drop(chain);
+
+    // Mempool acceptance: a fresh node at the end of the prefix, the first
+    // body block's transactions sent one by one over HTTP JSON-RPC.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = RocksStore::open(&dir.path().join("chain"), "regtest").expect("rocksdb");
+    let node = Arc::new(
+        Node::open(Arc::new(store), Params::for_network(Network::Regtest), dir.path()).expect("node"),
+    );
+    for block in &prefix {
+        node.state().chain.submit_block(block.clone(), FAR_FUTURE).expect("valid");
+    }
+    let txs: Vec<Transaction> = body[0].transactions[1..].to_vec();
+    let in_process = {
+        let state = node.state();
+        let started = Instant::now();
+        for tx in &txs {
+            state.mempool.test_accept(tx, &state.chain, &SequentialVerifier::default()).expect("acceptable");
+        }
+        txs.len() as f64 / started.elapsed().as_secs_f64()
+    };
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let credentials = cairn_node::rpc::Credentials::new(&[("bench".into(), "bench".into())]);
+    let (server, addr) = runtime
+        .block_on(cairn_node::rpc::serve(node.clone(), "127.0.0.1:0".parse().expect("addr"), credentials))
+        .expect("serve");
+    let started = Instant::now();
+    for tx in &txs {
+        let body = format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"sendrawtransaction","params":["{}"]}}"#,
+            hex::encode(tx.encode())
+        );
+        let response = post(addr, "bench:bench", &body);
+        assert!(response.contains("\"result\""), "{response}");
+    }
+    let over_rpc = txs.len() as f64 / started.elapsed().as_secs_f64();
+    println!("mempool acceptance: {over_rpc:.0} tx/s through sendrawtransaction over HTTP (one connection per request)");
+    println!(
+        "  in-process checks of the same transactions: {in_process:.0} tx/s; RPC path runs at {:.2} of it",
+        over_rpc / in_process
+    );
+    let _ = server.stop();
+}
