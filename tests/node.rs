@@ -295,3 +295,51 @@ fn address_index_follows_blocks() {
     let e = rpc.call("getaddressutxos", json!([["bogus"]])).expect_err("bad address");
     assert_eq!(e["code"], -5);
 }
+
+#[test]
+fn cairn_miner_mines_against_a_running_node() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = NodeProcess::start(dir.path(), &[]);
+    let url = format!("http://{}", node.rpc.addr);
+    let cookie = dir.path().join(".cookie");
+    let miner = |args: &[&str]| {
+        std::process::Command::new(crate::support::binary("cairn-miner"))
+            .args(args)
+            .output()
+            .expect("cairn-miner")
+    };
+    let payee = address(20);
+    let cookie_arg = cookie.to_str().expect("utf-8 path");
+    let out = miner(&[
+        "mine",
+        "--rpc",
+        &url,
+        "--address",
+        &payee,
+        "--rpc-cookie",
+        cookie_arg,
+        "--blocks",
+        "3",
+        "--threads",
+        "1",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).matches("accepted").count(), 3);
+    assert_eq!(node.rpc.ok("getblockcount", json!([])), 3);
+    assert_eq!(node.rpc.ok("getaddressutxos", json!([[payee]])).as_array().expect("list").len(), 3);
+
+    // Clear errors: another network's address, no credentials, no node.
+    let secp = secp256k1::Secp256k1::new();
+    let key = secp256k1::Keypair::from_seckey_slice(&secp, &[21; 32]).expect("key");
+    let devnet = Address::from_key(Network::Devnet, key.x_only_public_key().0.serialize()).to_string();
+    let out =
+        miner(&["mine", "--rpc", &url, "--address", &devnet, "--rpc-cookie", cookie_arg, "--blocks", "1"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("the node is on regtest"), "{out:?}");
+    let out = miner(&["mine", "--rpc", &url, "--address", &payee, "--blocks", "1"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("credentials"), "{out:?}");
+    let out = miner(&["mine", "--rpc", "http://127.0.0.1:1", "--address", &payee, "--blocks", "1"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unreachable"), "{out:?}");
+    let out = miner(&["mine", "--rpc", "127.0.0.1:1", "--address", &payee]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("http://"), "{out:?}");
+    assert_eq!(node.rpc.ok("getblockcount", json!([])), 3);
+}

@@ -10,6 +10,8 @@ use cairn_consensus::{BlockHeader, Target};
 use cairn_miner::{search, Job, Kernel, NonceRange, Precompute, BATCH};
 use clap::{Parser, Subcommand};
 
+mod client;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "cairn-miner",
@@ -38,6 +40,34 @@ enum Command {
         /// Print one JSON object instead of a table.
         #[arg(long)]
         json: bool,
+    },
+    /// Mine against a running node: templates from getblocktemplate, blocks
+    /// through submitblock, new work as soon as the node's tip moves.
+    Mine {
+        /// The node's JSON-RPC, like http://127.0.0.1:18732.
+        #[arg(long)]
+        rpc: String,
+        /// The address blocks pay.
+        #[arg(long)]
+        address: String,
+        /// The node's cookie file (its data directory's .cookie).
+        #[arg(long, conflicts_with = "rpc_user")]
+        rpc_cookie: Option<std::path::PathBuf>,
+        /// RPC user name.
+        #[arg(long, requires = "rpc_password")]
+        rpc_user: Option<String>,
+        /// RPC password.
+        #[arg(long, requires = "rpc_user")]
+        rpc_password: Option<String>,
+        /// Threads (default: every core).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Stop after this many accepted blocks (default: never).
+        #[arg(long)]
+        blocks: Option<u64>,
+        /// Kernel (default: the best this CPU has).
+        #[arg(long)]
+        kernel: Option<Kernel>,
     },
     /// Search a header's nonces for one whose hash meets the target its bits encode.
     Solve {
@@ -74,6 +104,18 @@ fn run(cli: Cli) -> Result<()> {
         Command::Bench { threads, seconds, kernel, json } => bench(threads, seconds, kernel, json),
         Command::Solve { header, start, count, threads, kernel } => {
             solve(&header, start, count, threads, kernel)
+        }
+        Command::Mine { rpc, address, rpc_cookie, rpc_user, rpc_password, threads, blocks, kernel } => {
+            let credentials = match (rpc_cookie, rpc_user, rpc_password) {
+                (Some(path), _, _) => Some(
+                    std::fs::read_to_string(&path)
+                        .with_context(|| format!("reading the cookie {}", path.display()))?,
+                ),
+                (None, Some(user), Some(password)) => Some(format!("{user}:{password}")),
+                _ => None,
+            };
+            let client = client::Client::new(&rpc, credentials.as_deref())?;
+            mine(&client, &address, threads, blocks, kernel)
         }
     }
 }
@@ -272,6 +314,106 @@ fn bench(threads: Option<usize>, seconds: f64, kernel: Option<Kernel>, json: boo
             rate / 1e6,
             100.0 * chosen_single / rate
         );
+    }
+    Ok(())
+}
+
+/// Builds the block a getblocktemplate answer describes, paying `lock`.
+fn block_from_template(
+    template: &serde_json::Value,
+    lock: &cairn_consensus::Lock,
+) -> Result<cairn_consensus::Block> {
+    use cairn_consensus::transaction::SEQUENCE_FINAL;
+    use cairn_consensus::{Amount, Block, Decode, OutPoint, Transaction, TxIn, TxOut};
+    let field = |name: &str| template.get(name).ok_or_else(|| anyhow::anyhow!("the template lacks {name}"));
+    let height = u32::try_from(field("height")?.as_u64().unwrap_or(u64::MAX)).context("template height")?;
+    let value = Amount::from_base_units(field("coinbasevalue")?.as_u64().context("coinbasevalue")?)?;
+    let mut data = height.to_le_bytes().to_vec();
+    data.resize(cairn_miner::EXTRANONCE_OFFSET + cairn_miner::EXTRANONCE_SIZE, 0);
+    data.extend_from_slice(b"/cairn-miner/");
+    let coinbase = Transaction {
+        version: 1,
+        inputs: vec![TxIn { prevout: OutPoint::NULL, data, sequence: SEQUENCE_FINAL, witness: Vec::new() }],
+        outputs: vec![TxOut { amount: value, lock: lock.clone() }],
+        lock_time: 0,
+    };
+    let mut transactions = vec![coinbase];
+    for tx in field("transactions")?.as_array().context("transactions")? {
+        let hex = tx.get("data").and_then(serde_json::Value::as_str).context("transaction data")?;
+        transactions.push(Transaction::decode(&hex::decode(hex)?).context("a template transaction")?);
+    }
+    let bits = u32::from_str_radix(field("bits")?.as_str().context("bits")?, 16).context("bits")?;
+    let header = BlockHeader {
+        version: 1,
+        prev_block: field("previousblockhash")?.as_str().context("previousblockhash")?.parse()?,
+        merkle_root: cairn_consensus::MerkleRoot::ZERO,
+        time: u32::try_from(field("curtime")?.as_u64().context("curtime")?).context("curtime")?,
+        bits: cairn_consensus::pow::CompactTarget::from_consensus(bits),
+        nonce: 0,
+    };
+    let mut block = Block { header, transactions };
+    block.header.merkle_root = cairn_consensus::merkle::block_merkle_root(&block).root;
+    Ok(block)
+}
+
+fn mine(
+    client: &client::Client,
+    address: &str,
+    threads: Option<usize>,
+    blocks: Option<u64>,
+    kernel: Option<Kernel>,
+) -> Result<()> {
+    use cairn_consensus::Encode;
+    let address =
+        cairn_consensus::Address::parse_any(address).with_context(|| format!("--address {address}"))?;
+    let chain = client.call("getblockchaininfo", serde_json::json!([]))?;
+    let network = chain.get("chain").and_then(serde_json::Value::as_str).unwrap_or_default().to_owned();
+    if network != address.network.name() {
+        bail!("--address is for {}, the node is on {network}", address.network.name());
+    }
+    let kernel = check_kernel(kernel)?;
+    let pool = pool(threads)?;
+    println!("mining on {network} with {kernel} on {} threads, paying {address}", pool.current_num_threads());
+    let mut accepted = 0u64;
+    let mut extranonce = 0u64;
+    while blocks.is_none_or(|limit| accepted < limit) {
+        let template = client.call("getblocktemplate", serde_json::json!([]))?;
+        let block = block_from_template(&template, &address.lock)?;
+        let tip = block.header.prev_block;
+        let mut roller = cairn_miner::ExtranonceRoller::new(block)?;
+        let stale = AtomicBool::new(false);
+        let started = Instant::now();
+        let solved = std::thread::scope(|scope| {
+            let watcher = scope.spawn(|| {
+                // New work as soon as the node's tip moves (or it vanishes).
+                while !stale.load(Ordering::Acquire) {
+                    std::thread::sleep(Duration::from_millis(250));
+                    match client.call("getbestblockhash", serde_json::json!([])) {
+                        Ok(hash) if hash.as_str() == Some(&tip.to_string()) => {}
+                        _ => stale.store(true, Ordering::Release),
+                    }
+                }
+            });
+            let solved = cairn_miner::solve_block(&mut roller, extranonce, kernel, Some(&pool), &stale);
+            stale.store(true, Ordering::Release);
+            let _ = watcher.join();
+            solved
+        })?;
+        extranonce = extranonce.wrapping_add(1 << 32);
+        if !solved.found {
+            continue;
+        }
+        let rate = solved.hashes as f64 / started.elapsed().as_secs_f64().max(1e-9) / 1e6;
+        let block = roller.into_block();
+        let hash = block.block_hash();
+        match client.call("submitblock", serde_json::json!([hex::encode(block.encode())])) {
+            Ok(serde_json::Value::Null) => {
+                accepted += 1;
+                println!("block {} {hash} accepted ({rate:.2} MH/s)", template["height"]);
+            }
+            Ok(other) => println!("block {hash} not taken: {other}"),
+            Err(e) => println!("block {hash} rejected: {e:#}"),
+        }
     }
     Ok(())
 }
