@@ -343,3 +343,37 @@ fn cairn_miner_mines_against_a_running_node() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("http://"), "{out:?}");
     assert_eq!(node.rpc.ok("getblockcount", json!([])), 3);
 }
+
+#[test]
+fn built_in_mining_runs_at_low_priority_and_ctrl_c_stops_cleanly() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = NodeProcess::start(dir.path(), &["--mine", "--threads", "1"]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while node.rpc.ok("getblockcount", json!([])).as_u64() < Some(5) {
+        assert!(std::time::Instant::now() < deadline, "no blocks mined");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // The mining thread's nice value (field 19 of /proc/<pid>/task/<tid>/stat).
+    let mut mining_threads = 0;
+    for task in std::fs::read_dir(format!("/proc/{}/task", node.pid())).expect("tasks") {
+        let task = task.expect("task").path();
+        if std::fs::read_to_string(task.join("comm")).unwrap_or_default().trim() == "mine-0" {
+            let stat = std::fs::read_to_string(task.join("stat")).expect("stat");
+            let after_comm = stat.rsplit_once(')').expect("stat format").1;
+            assert_eq!(after_comm.split_whitespace().nth(16), Some("19"), "mining thread niceness");
+            mining_threads += 1;
+        }
+    }
+    assert_eq!(mining_threads, 1);
+    // It pays its own key, kept private in the data directory.
+    let mode = std::fs::metadata(dir.path().join("mining.key")).expect("key").permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let mined = node.rpc.ok("getblockcount", json!([])).as_u64().expect("count");
+    assert!(node.interrupt(), "Ctrl-C exits with success");
+    assert!(!dir.path().join(".cookie").exists(), "a clean stop removes the cookie");
+    let node = NodeProcess::start(dir.path(), &[]);
+    let height = node.rpc.ok("getblockcount", json!([])).as_u64().expect("count");
+    assert!(height >= mined, "restart continues from the tip ({height} < {mined})");
+    assert_eq!(digest(&node.rpc).1.as_str().expect("hash"), replayed_digest(&active_blocks(&node.rpc)));
+}

@@ -121,6 +121,18 @@ impl NodeProcess {
         }
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGINT (Ctrl-C) and waits for the process to exit; returns
+    /// whether it exited successfully.
+    pub fn interrupt(mut self) -> bool {
+        let _ = Command::new("kill").args(["-INT", &self.child.id().to_string()]).status();
+        self.child.wait().is_ok_and(|status| status.success())
+    }
+
     /// Kills the process at once (SIGKILL), as a crash would.
     pub fn kill(mut self) {
         let _ = self.child.kill();

@@ -50,11 +50,19 @@ pub fn mine_one(node: &Node, lock: &Lock, pool: Option<&rayon::ThreadPool>) -> R
 
 /// Mines on `threads` threads until the node shuts down, logging each block.
 pub fn run(node: &Node, lock: &Lock, threads: usize) {
-    let pool = match rayon::ThreadPoolBuilder::new()
+    // Mining threads run at the lowest priority (nice 19 on Linux), so
+    // validation and RPC, on other threads, always come first.
+    let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .thread_name(|i| format!("mine-{i}"))
-        .build()
-    {
+        .start_handler(|_| {
+            if let Err(e) = thread_priority::set_current_thread_priority(thread_priority::ThreadPriority::Min)
+            {
+                tracing::warn!("mining thread keeps normal priority: {e:?}");
+            }
+        })
+        .build();
+    let pool = match pool {
         Ok(pool) => pool,
         Err(e) => {
             tracing::error!("cannot start mining threads: {e}");
