@@ -643,9 +643,13 @@ impl Chain {
         };
         let height = self.height().next();
         let context = BlockContext { height, median_time: self.median_time_past() };
-        let view = StoreView { store: self.store.as_ref(), failure: RefCell::new(None) };
-        let result = connect_block(&block, context, &view, &self.params, &self.verifier);
-        if let Some(error) = view.failure.into_inner() {
+        let prepared =
+            crate::prepare::prepare(&block, self.store.as_ref(), context, &self.params, &self.verifier.secp);
+        let store_view = StoreView { store: self.store.as_ref(), failure: RefCell::new(None) };
+        let view = crate::prepare::PreparedView { prepared: &prepared, fallback: &store_view };
+        let verifier = crate::prepare::PreparedVerifier { prepared: &prepared, inner: &self.verifier };
+        let result = connect_block(&block, context, &view, &self.params, &verifier);
+        if let Some(error) = store_view.failure.into_inner() {
             return Err(error.into());
         }
         let changes = match result {

@@ -9,6 +9,7 @@ pub mod template;
 
 pub mod mining;
 pub mod node;
+mod prepare;
 pub mod rpc;
 #[cfg(test)]
 mod tests;

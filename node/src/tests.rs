@@ -326,3 +326,36 @@ fn transactions_of_disconnected_blocks_return_to_the_mempool() {
     assert_eq!(node.state().chain.tip(), fork_source.tip());
     assert_eq!(node.state().mempool.txids(), vec![tx.txid()]);
 }
+
+#[test]
+fn prepared_connection_still_refuses_bad_signatures_and_double_spends() {
+    let key = keypair(14);
+    let (mut chain, coins) = chain_with_coins(&key, 2);
+    let to = lock(&keypair(15));
+    // A bad signature.
+    let mut bad = spend(&chain, coins[0].0, coins[0].1, &key, &to, 500);
+    bad.inputs[0].witness[0][0] ^= 1;
+    let block = mine(&chain, &key, vec![bad], Amount::from_base_units(500).expect("fee"), NOW + 300);
+    let err = chain.submit_block(block, NOW).expect_err("bad signature");
+    assert!(err.to_string().contains("signature does not verify"), "{err}");
+    // The same coin spent twice in one block.
+    let first = spend(&chain, coins[1].0, coins[1].1, &key, &to, 500);
+    let second = spend(&chain, coins[1].0, coins[1].1, &key, &lock(&keypair(16)), 600);
+    let block =
+        mine(&chain, &key, vec![first, second], Amount::from_base_units(1_100).expect("fee"), NOW + 301);
+    let err = chain.submit_block(block, NOW).expect_err("double spend");
+    assert!(err.to_string().contains("missing or spent"), "{err}");
+    // A chain of spends inside one block connects.
+    let parent = spend(&chain, coins[0].0, coins[0].1, &key, &to, 500);
+    let child = spend(
+        &chain,
+        OutPoint { txid: parent.txid(), index: 0 },
+        parent.outputs[0].amount,
+        &keypair(15),
+        &lock(&key),
+        500,
+    );
+    let block =
+        mine(&chain, &key, vec![parent, child], Amount::from_base_units(1_000).expect("fee"), NOW + 302);
+    assert_eq!(chain.submit_block(block, NOW).expect("valid").0, Accepted::Activated);
+}
