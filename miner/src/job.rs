@@ -93,6 +93,20 @@ impl Job {
         header
     }
 
+    /// The first of `lanes` nonces from `base` whose hash meets the target,
+    /// given each one's last digest word (`tops`, before byte swapping):
+    /// a word above the target's top 32 bits rejects a nonce at once, and
+    /// the rare rest get the full check.
+    #[inline]
+    pub(crate) fn first_winner(&self, base: u32, tops: &[u32], lanes: u32) -> Option<u32> {
+        (0..lanes)
+            .find(|&lane| {
+                tops[lane as usize].swap_bytes() <= self.target_top
+                    && self.meets_target(base.wrapping_add(lane))
+            })
+            .map(|lane| base.wrapping_add(lane))
+    }
+
     /// Whether the header with `nonce` meets the target: the full SHA-256d
     /// and 256-bit comparison, run on the kernels' rare candidates.
     #[must_use]

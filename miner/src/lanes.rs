@@ -162,13 +162,8 @@ pub(crate) fn scan<V: Lanes, const LEVEL: u8>(job: &Job, first: u32, count: u32)
         let base = first.wrapping_add(done);
         last_words::<V, LEVEL>(job, V::nonce_words(base)).store(&mut words);
         let lanes = (count - done).min(V::N as u32);
-        for lane in 0..lanes {
-            if words[lane as usize].swap_bytes() <= job.target_top {
-                let nonce = base.wrapping_add(lane);
-                if job.meets_target(nonce) {
-                    return Some(nonce);
-                }
-            }
+        if let Some(nonce) = job.first_winner(base, &words, lanes) {
+            return Some(nonce);
         }
         done = done.saturating_add(lanes);
     }

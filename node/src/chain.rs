@@ -731,7 +731,7 @@ fn touched_locks(
             touched.push((output.lock.clone(), txid));
         }
     }
-    touched.sort_by_key(|(lock, txid)| (lock.encode(), *txid));
+    touched.sort_by_cached_key(|(lock, txid)| (lock.encode(), *txid));
     touched.dedup();
     touched
 }

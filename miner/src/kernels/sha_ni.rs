@@ -183,13 +183,8 @@ fn scan_streams<const S: usize>(job: &Job, first: u32, count: u32) -> Option<u32
             tops[i] = IV[7].wrapping_add(_mm_cvtsi128_si32(abef) as u32);
         }
         let lanes = (count - done).min(S as u32);
-        for lane in 0..lanes {
-            if tops[lane as usize].swap_bytes() <= job.target_top {
-                let nonce = base.wrapping_add(lane);
-                if job.meets_target(nonce) {
-                    return Some(nonce);
-                }
-            }
+        if let Some(nonce) = job.first_winner(base, &tops, lanes) {
+            return Some(nonce);
         }
         done = done.saturating_add(lanes);
     }
