@@ -21,6 +21,8 @@
 //! - [`params`]: the networks, their parameters and genesis blocks;
 //!   [`address`]: bech32m addresses.
 //! - [`error`]: one error variant per rule.
+//! - [`policy`]: relay and wallet policy (fee rates, dust), which node and
+//!   wallet share but blocks do not obey.
 //!
 //! The written specification is `docs/protocol.md`.
 
@@ -36,6 +38,7 @@ pub mod hash;
 pub mod height;
 pub mod merkle;
 pub mod params;
+pub mod policy;
 pub mod pow;
 pub mod sighash;
 pub mod transaction;

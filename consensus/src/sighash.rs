@@ -141,15 +141,32 @@ pub fn sign_inputs<C: secp256k1::Signing>(
     keypair: &Keypair,
     aux_rand: &[u8; 32],
 ) -> usize {
-    let cache = SighashCache::new(tx, spent, genesis);
     let own_key = keypair.x_only_public_key().0.serialize();
+    sign_inputs_with(secp, tx, spent, genesis, |key| (*key == own_key).then_some(*keypair), aux_rand)
+}
+
+/// Signs every input of `tx` whose spent output is locked to a key that
+/// `keypair_for` knows (it maps an x-only key to its key pair), with one
+/// digest computation for the whole transaction; returns how many it signed.
+///
+/// # Panics
+/// When `spent` and the inputs differ in number (a caller's bug).
+pub fn sign_inputs_with<C: secp256k1::Signing>(
+    secp: &Secp256k1<C>,
+    tx: &mut Transaction,
+    spent: &[&TxOut],
+    genesis: BlockHash,
+    keypair_for: impl Fn(&[u8; 32]) -> Option<Keypair>,
+    aux_rand: &[u8; 32],
+) -> usize {
+    let cache = SighashCache::new(tx, spent, genesis);
     let mut signed = 0;
     for (index, (input, spent)) in tx.inputs.iter_mut().zip(spent).enumerate() {
-        if spent.lock.key_bytes() != Some(own_key) {
+        let Some(keypair) = spent.lock.key_bytes().as_ref().and_then(&keypair_for) else {
             continue;
-        }
+        };
         let message = cache.message(index as u32);
-        let signature = secp.sign_schnorr_with_aux_rand(&message, keypair, aux_rand);
+        let signature = secp.sign_schnorr_with_aux_rand(&message, &keypair, aux_rand);
         input.witness = vec![signature.to_byte_array().to_vec()];
         signed += 1;
     }

@@ -16,16 +16,10 @@ use cairn_consensus::{Amount, Block, Height, OutPoint, Transaction, TxError, Txi
 
 use crate::chain::{Chain, ChainError};
 
-/// Least fee rate relayed and mined, in base units per byte.
-pub const MIN_RELAY_FEE_RATE: u64 = 1;
-/// Fee rate a replacement, or a transaction entering a pool that evicted,
-/// must add, in base units per byte.
-pub const INCREMENTAL_FEE_RATE: u64 = 1;
-/// Smallest output amount relayed, in base units: about what spending it
-/// costs at three times the minimum fee rate (a 100-byte input).
-pub const DUST_LIMIT: u64 = 300;
-/// Largest transaction relayed, in bytes.
-pub const MAX_STANDARD_TX_SIZE: usize = 100_000;
+pub use cairn_consensus::policy::{
+    DUST_LIMIT, INCREMENTAL_FEE_RATE, MAX_STANDARD_TX_SIZE, MIN_RELAY_FEE_RATE,
+};
+
 /// Default cap on the pool, in bytes of transactions.
 pub const DEFAULT_MAX_SIZE: usize = 50_000_000;
 /// Transactions with unknown inputs kept at most.
