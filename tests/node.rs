@@ -291,6 +291,15 @@ fn address_index_follows_blocks() {
     assert_eq!(page["total"], 5);
     assert_eq!(page["txids"].as_array().expect("txids").len(), 2);
     assert_eq!(page["next"], 3);
+    let deltas = rpc.ok("getaddressdeltas", json!([{ "addresses": [mine], "skip": 4 }]));
+    assert_eq!(deltas["total"], 5);
+    assert_eq!(deltas["next"], Value::Null);
+    let last = &deltas["deltas"][0];
+    assert_eq!(
+        (last["height"].clone(), last["satoshis"].clone(), last["sent"].clone()),
+        (json!(5), json!(5_000_000_000u64), json!(0))
+    );
+    assert_eq!(last["blockhash"], rpc.ok("getblockhash", json!([5])));
     assert_eq!(rpc.ok("getaddressmempool", json!([[mine]])), json!([]));
     let e = rpc.call("getaddressutxos", json!([["bogus"]])).expect_err("bad address");
     assert_eq!(e["code"], -5);

@@ -98,6 +98,23 @@ pub struct UtxoDigest {
     pub hash: [u8; 32],
 }
 
+/// What one transaction did to the coins of one lock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddressDelta {
+    /// Which of the locks asked about.
+    pub lock_index: usize,
+    /// The block's height.
+    pub height: Height,
+    /// The block.
+    pub block_hash: BlockHash,
+    /// The transaction.
+    pub txid: cairn_consensus::Txid,
+    /// What its outputs paid the lock.
+    pub received: Amount,
+    /// What the lock's coins that its inputs spent held.
+    pub sent: Amount,
+}
+
 /// Checks signatures on all cores.
 #[derive(Debug)]
 pub struct ParallelVerifier {
@@ -396,6 +413,80 @@ impl Chain {
                 Ok((Height::new(u32::from_be_bytes(height)), cairn_consensus::Txid::from_byte_array(txid)))
             })
             .collect()
+    }
+
+    /// What each active-chain transaction that paid or spent `locks` did
+    /// to them: the amounts received and spent, per (transaction, lock),
+    /// read from the address index, the bodies and the undo data, in
+    /// height order. Only heights in `heights` are read.
+    ///
+    /// # Errors
+    /// When the store fails or holds a record that does not decode.
+    pub fn address_deltas(
+        &self,
+        locks: &[cairn_consensus::Lock],
+        heights: std::ops::RangeInclusive<u32>,
+    ) -> Result<Vec<AddressDelta>, ChainError> {
+        let mut wanted: Vec<(Height, cairn_consensus::Txid, usize)> = Vec::new();
+        for (which, lock) in locks.iter().enumerate() {
+            for (height, txid) in self.address_history(lock)? {
+                if heights.contains(&height.get()) {
+                    wanted.push((height, txid, which));
+                }
+            }
+        }
+        wanted.sort_by_key(|(height, txid, which)| (*height, *txid, *which));
+        wanted.dedup();
+        let mut deltas = Vec::with_capacity(wanted.len());
+        let mut loaded: Option<(Height, BlockHash, Block, HashMap<OutPoint, Coin>)> = None;
+        for (height, txid, which) in wanted {
+            if loaded.as_ref().is_none_or(|(h, ..)| *h != height) {
+                let hash = self.hash_at(height).ok_or(StoreError::Corrupt("address history height"))?;
+                let block = self.block(&hash)?.ok_or(StoreError::Corrupt("missing body"))?;
+                let undo = self
+                    .store
+                    .get(Cf::Undo, &hash.to_byte_array())?
+                    .ok_or(StoreError::Corrupt("missing undo"))?;
+                let mut spent: HashMap<OutPoint, Coin> =
+                    decode_undo(&undo).map_err(|_| StoreError::Corrupt("undo"))?.into_iter().collect();
+                // Coins created and spent inside the block are in no undo data.
+                for tx in &block.transactions {
+                    let id = tx.txid();
+                    for (index, output) in tx.outputs.iter().enumerate() {
+                        let coin = Coin { output: output.clone(), height, is_coinbase: tx.is_coinbase() };
+                        spent.entry(OutPoint { txid: id, index: index as u32 }).or_insert(coin);
+                    }
+                }
+                loaded = Some((height, hash, block, spent));
+            }
+            let (_, block_hash, block, coins) = loaded.as_ref().expect("loaded above");
+            let tx = block
+                .transactions
+                .iter()
+                .find(|tx| tx.txid() == txid)
+                .ok_or(StoreError::Corrupt("address history transaction"))?;
+            let lock = &locks[which];
+            let corrupt = |_| ChainError::Store(StoreError::Corrupt("amounts"));
+            let received = Amount::sum(tx.outputs.iter().filter(|o| o.lock == *lock).map(|o| o.amount))
+                .map_err(corrupt)?;
+            let sent = Amount::sum(
+                tx.inputs
+                    .iter()
+                    .filter_map(|input| coins.get(&input.prevout))
+                    .filter(|coin| coin.output.lock == *lock)
+                    .map(|coin| coin.output.amount),
+            )
+            .map_err(corrupt)?;
+            deltas.push(AddressDelta {
+                lock_index: which,
+                height,
+                block_hash: *block_hash,
+                txid,
+                received,
+                sent,
+            });
+        }
+        Ok(deltas)
     }
 
     /// The median time past of the tip.

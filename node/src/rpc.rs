@@ -598,6 +598,35 @@ pub fn module(node: Arc<Node>) -> RpcModule<Arc<Node>> {
         let next = (skip + page.len() < total).then_some(skip + page.len());
         Ok(json!({ "txids": page, "total": total, "next": next }))
     });
+    method!("getaddressdeltas", |args, node| {
+        let addresses = parse_addresses(&args, node)?;
+        let start = object_field(&args, "start").unwrap_or(0).min(u64::from(u32::MAX)) as u32;
+        let end = object_field(&args, "end").unwrap_or(u64::from(u32::MAX)).min(u64::from(u32::MAX)) as u32;
+        let skip = object_field(&args, "skip").unwrap_or(0) as usize;
+        let limit = object_field(&args, "limit").unwrap_or(1_000).min(10_000) as usize;
+        let locks: Vec<_> = addresses.iter().map(|a| a.lock.clone()).collect();
+        let deltas = node.state().chain.address_deltas(&locks, start..=end).map_err(internal)?;
+        let total = deltas.len();
+        let page: Vec<Value> = deltas
+            .iter()
+            .skip(skip)
+            .take(limit)
+            .map(|d| {
+                let (received, sent) = (d.received.to_base_units(), d.sent.to_base_units());
+                json!({
+                    "address": addresses[d.lock_index].to_string(),
+                    "txid": d.txid.to_string(),
+                    "height": d.height.get(),
+                    "blockhash": d.block_hash.to_string(),
+                    "received": received,
+                    "sent": sent,
+                    "satoshis": received as i64 - sent as i64,
+                })
+            })
+            .collect();
+        let next = (skip + page.len() < total).then_some(skip + page.len());
+        Ok(json!({ "deltas": page, "total": total, "next": next }))
+    });
     method!("getaddressmempool", |args, node| {
         let addresses = parse_addresses(&args, node)?;
         let state = node.state();
