@@ -9,3 +9,4 @@ mod node;
 mod project_vectors;
 mod support;
 mod vectors;
+mod wallet;
