@@ -1,6 +1,7 @@
 //! The project's own test vectors (docs/vectors.json, quoted in
 //! docs/protocol.md): a signed transaction with its txid, wtxid, digests and
-//! per-input messages; every network's genesis block; addresses. The test
+//! per-input messages; every network's genesis block; addresses; the
+//! wallet's key derivation. The test
 //! recomputes them all from the consensus crate and compares; set
 //! `CAIRN_WRITE_VECTORS=1` to rewrite the file after a deliberate change.
 
@@ -99,7 +100,32 @@ fn compute() -> Value {
         },
         "genesis": genesis,
         "addresses": addresses,
+        "wallet": wallet_vectors(),
     })
+}
+
+/// The wallet's derivation (docs/operations.md, "The wallet"): BIP-39's
+/// all-zero-entropy mnemonic, no BIP-39 passphrase, on every network.
+fn wallet_vectors() -> Value {
+    use cairn_wallet::keys::{account_path, parse_mnemonic, KeyChain, Keychain};
+    let words =
+        "abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon about";
+    let mnemonic = parse_mnemonic(words).expect("BIP-39 vector");
+    let networks: Vec<Value> = Network::ALL
+        .iter()
+        .map(|&network| {
+            let keys = Keychain::new(&mnemonic, network).expect("derives");
+            let at = |chain, index| keys.address(chain, index).expect("address").to_string();
+            json!({
+                "network": network.name(),
+                "account": account_path(network),
+                "receive_0": at(KeyChain::Receive, 0),
+                "receive_1": at(KeyChain::Receive, 1),
+                "change_0": at(KeyChain::Change, 0),
+            })
+        })
+        .collect();
+    json!({ "mnemonic": words, "derivations": networks })
 }
 
 fn docs_path(name: &str) -> std::path::PathBuf {
@@ -138,6 +164,12 @@ fn published_vectors_match_the_code() {
     }
     for address in computed["addresses"].as_array().expect("list") {
         assert!(spec.contains(address["address"].as_str().expect("string")), "protocol.md quotes addresses");
+    }
+    for derivation in computed["wallet"]["derivations"].as_array().expect("list") {
+        for key in ["receive_0", "receive_1", "change_0"] {
+            let address = derivation[key].as_str().expect("string");
+            assert!(spec.contains(address), "protocol.md quotes the wallet's {key} address {address}");
+        }
     }
 }
 
