@@ -5,6 +5,7 @@
 //! fails the test loudly.
 
 mod miner;
+mod network;
 mod node;
 mod project_vectors;
 mod support;

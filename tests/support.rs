@@ -82,6 +82,8 @@ pub struct NodeProcess {
     child: std::process::Child,
     /// Its JSON-RPC endpoint.
     pub rpc: Rpc,
+    /// Its data directory.
+    pub datadir: PathBuf,
 }
 
 impl NodeProcess {
@@ -90,16 +92,31 @@ impl NodeProcess {
     pub fn start(datadir: &Path, extra: &[&str]) -> Self {
         let address_file = datadir.join("rpc.address");
         let _ = std::fs::remove_file(&address_file);
+        let _ = std::fs::remove_file(datadir.join("p2p.address"));
+        // Any free port on loopback for peers too, unless the test chose.
+        let listen: &[&str] =
+            if extra.contains(&"--listen") { &[] } else { &["--listen", "/ip4/127.0.0.1/tcp/0"] };
+        // The node's log, kept beside its data for when a test fails.
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(datadir.join("node.log"))
+            .expect("node.log");
         let child = Command::new(binary("cairn-node"))
             .args(["--network", "regtest", "--rpc-bind", "127.0.0.1:0", "--datadir"])
             .arg(datadir)
+            .args(listen)
             .args(extra)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
+            .stdout(log.try_clone().expect("log file"))
+            .stderr(log)
             .spawn()
             .expect("starting cairn-node");
         // Owned from here on, so that a failed start still kills it (Drop).
-        let mut node = Self { child, rpc: Rpc { addr: ([127, 0, 0, 1], 0).into(), auth: None } };
+        let mut node = Self {
+            child,
+            rpc: Rpc { addr: ([127, 0, 0, 1], 0).into(), auth: None },
+            datadir: datadir.to_path_buf(),
+        };
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
         loop {
             if let (Ok(addr), Ok(cookie)) =
@@ -118,6 +135,20 @@ impl NodeProcess {
                 datadir.display()
             );
             std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    /// The multiaddr peers reach it at (with `/p2p/<peer id>`), once it listens.
+    pub fn p2p_address(&self) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            if let Ok(text) = std::fs::read_to_string(self.datadir.join("p2p.address")) {
+                if let Some(line) = text.lines().next().filter(|l| !l.is_empty()) {
+                    return line.to_owned();
+                }
+            }
+            assert!(std::time::Instant::now() < deadline, "the node never listened for peers");
+            std::thread::sleep(std::time::Duration::from_millis(20));
         }
     }
 
@@ -151,6 +182,14 @@ impl Drop for NodeProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // A failing test shows what its nodes said last.
+        if std::thread::panicking() {
+            if let Ok(log) = std::fs::read_to_string(self.datadir.join("node.log")) {
+                let lines: Vec<&str> = log.lines().collect();
+                let tail = lines[lines.len().saturating_sub(60)..].join("\n");
+                eprintln!("--- last lines of {}/node.log ---\n{tail}", self.datadir.display());
+            }
+        }
     }
 }
 

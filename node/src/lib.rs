@@ -1,7 +1,8 @@
 //! The Cairn full node: chain store, validation and chain selection,
-//! mempool, JSON-RPC and built-in mining.
+//! mempool, the peer-to-peer network, JSON-RPC and built-in mining.
 
 pub mod chain;
+pub mod files;
 pub mod mempool;
 pub mod records;
 pub mod store;
@@ -9,6 +10,7 @@ pub mod template;
 
 pub mod mining;
 pub mod node;
+pub mod p2p;
 mod prepare;
 pub mod rpc;
 #[cfg(test)]

@@ -9,18 +9,25 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use cairn_consensus::{Address, Network, Params};
+use cairn_node::files::write_private;
 use cairn_node::node::Node;
+use cairn_node::p2p::{self, NetworkConfig};
 use cairn_node::rpc::{self, Credentials};
 use cairn_node::store::RocksStore;
-use clap::Parser;
+use clap::{Parser, Subcommand};
+use libp2p::Multiaddr;
+
+mod devnet;
 
 #[derive(Debug, Parser)]
 #[command(
     name = "cairn-node",
     version,
-    about = "A Cairn full node: chain store, mempool, JSON-RPC, built-in mining"
+    about = "A Cairn full node: chain store, mempool, peer-to-peer network, JSON-RPC, built-in mining"
 )]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// The network: devnet (fast blocks for a CPU), regtest (tests) or main.
     #[arg(long, default_value = "devnet")]
     network: Network,
@@ -36,6 +43,23 @@ struct Cli {
     /// The password for --rpc-user.
     #[arg(long, requires = "rpc_user")]
     rpc_password: Option<String>,
+    /// Where to accept peers, as a multiaddr (default: /ip4/127.0.0.1/tcp/<port> on
+    /// devnet and regtest, /ip4/0.0.0.0/tcp/<port> on main). Repeatable.
+    #[arg(long)]
+    listen: Vec<Multiaddr>,
+    /// A peer to connect to and stay connected to, as a multiaddr. Repeatable.
+    #[arg(long)]
+    connect: Vec<Multiaddr>,
+    /// Find peers on the local network by mDNS (multicast; off unless asked).
+    #[arg(long)]
+    mdns: bool,
+    /// Dial only the --connect peers (and addnode): no peer book, Kademlia or
+    /// mDNS dialing. Inbound peers are still accepted.
+    #[arg(long)]
+    no_discovery: bool,
+    /// Inbound peer connections, at most.
+    #[arg(long, default_value_t = 64)]
+    max_inbound: u32,
     /// Mine blocks.
     #[arg(long)]
     mine: bool,
@@ -47,6 +71,13 @@ struct Cli {
     threads: Option<usize>,
 }
 
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run N devnet nodes on 127.0.0.1, connected to each other, mining on
+    /// some of them, with one live status line per node; Ctrl-C stops them all.
+    Devnet(devnet::Args),
+}
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -54,7 +85,12 @@ fn main() -> ExitCode {
         )
         .with_target(false)
         .init();
-    match run(Cli::parse()) {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Some(Command::Devnet(args)) => devnet::run(args, cli.datadir.as_deref()),
+        None => run(cli),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");
@@ -66,24 +102,6 @@ fn main() -> ExitCode {
 fn default_datadir(network: Network) -> Result<PathBuf> {
     let home = std::env::var_os("HOME").context("HOME is not set; give --datadir")?;
     Ok(PathBuf::from(home).join(".cairn").join(network.name()))
-}
-
-/// Writes `contents` to `path` readable by the owner only.
-fn write_private(path: &Path, contents: &[u8]) -> Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let temp = path.with_extension("tmp");
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&temp)
-        .with_context(|| format!("writing {}", temp.display()))?;
-    file.write_all(contents)?;
-    file.sync_all()?;
-    std::fs::rename(&temp, path).with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
 }
 
 fn random_hex(bytes: usize) -> Result<String> {
@@ -103,7 +121,7 @@ fn mining_address(cli: &Cli, datadir: &Path) -> Result<Address> {
         Ok(text) => hex::decode(text.trim()).with_context(|| format!("{} is not hex", path.display()))?,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let hex = random_hex(32)?;
-            write_private(&path, hex.as_bytes())?;
+            write_private(&path, hex.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
             hex::decode(hex)?
         }
         Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
@@ -145,7 +163,8 @@ fn run(cli: Cli) -> Result<()> {
 
     let cookie = format!("__cookie__:{}", random_hex(32)?);
     let cookie_path = datadir.join(".cookie");
-    write_private(&cookie_path, cookie.as_bytes())?;
+    write_private(&cookie_path, cookie.as_bytes())
+        .with_context(|| format!("writing {}", cookie_path.display()))?;
     let mut pairs = vec![("__cookie__".to_owned(), cookie["__cookie__:".len()..].to_owned())];
     if let (Some(user), Some(password)) = (&cli.rpc_user, &cli.rpc_password) {
         pairs.push((user.clone(), password.clone()));
@@ -164,6 +183,24 @@ fn run(cli: Cli) -> Result<()> {
     std::fs::write(datadir.join("rpc.address"), local.to_string())?;
     tracing::info!("JSON-RPC on http://{local} (cookie in {})", cookie_path.display());
 
+    let listen = if cli.listen.is_empty() {
+        let host = if cli.network == Network::Main { "0.0.0.0" } else { "127.0.0.1" };
+        vec![format!("/ip4/{host}/tcp/{}", params.default_p2p_port).parse().expect("a valid multiaddr")]
+    } else {
+        cli.listen.clone()
+    };
+    let mut network = NetworkConfig::new(datadir.clone(), listen);
+    network.connect = cli.connect.clone();
+    network.mdns = cli.mdns;
+    network.discovery = !cli.no_discovery;
+    network.max_inbound = cli.max_inbound;
+    let handle = {
+        let _runtime = runtime.enter();
+        p2p::start(node.clone(), network).context("starting the peer-to-peer network")?
+    };
+    tracing::info!("peer id {}", handle.peer_id());
+    node.set_network(handle.clone());
+
     let miner = mine_to.map(|address| {
         let node = node.clone();
         tracing::info!("mining to {address} on {threads} thread{}", if threads == 1 { "" } else { "s" });
@@ -175,6 +212,7 @@ fn run(cli: Cli) -> Result<()> {
 
     runtime.block_on(async {
         let mut status = tokio::time::interval(Duration::from_secs(10));
+        let mut last_height = node.state().chain.height().get();
         status.tick().await;
         let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
         loop {
@@ -182,9 +220,24 @@ fn run(cli: Cli) -> Result<()> {
                 _ = tokio::signal::ctrl_c() => break,
                 _ = async { match terminate.as_mut() { Some(s) => { s.recv().await; } None => std::future::pending().await } } => break,
                 _ = status.tick() => {
-                    let (height, pool) = { let s = node.state(); (s.chain.height(), s.mempool.len()) };
+                    let (height, header, pool) = {
+                        let s = node.state();
+                        (s.chain.height().get(), s.chain.best_header().height.get(), s.mempool.len())
+                    };
+                    let peers = handle.peers().len();
                     let rate = node.hash_rate.load(Ordering::Relaxed) as f64 / 1e6;
-                    tracing::info!("height {height}, {rate:.2} MH/s, 0 peers, mempool {pool} tx");
+                    let blocks_per_second = f64::from(height.saturating_sub(last_height)) / 10.0;
+                    last_height = height;
+                    if header > height {
+                        let eta = if blocks_per_second > 0.0 {
+                            format!("{:.0} s left", f64::from(header - height) / blocks_per_second)
+                        } else {
+                            "waiting for blocks".to_owned()
+                        };
+                        tracing::info!("syncing: height {height} of {header} known headers, {blocks_per_second:.1} blocks/s, {eta}; {peers} peers");
+                    } else {
+                        tracing::info!("height {height}, {rate:.2} MH/s, {peers} peers, mempool {pool} tx");
+                    }
                 }
                 () = tokio::time::sleep(Duration::from_millis(200)) => {
                     if node.shutdown.load(Ordering::Acquire) { break; }

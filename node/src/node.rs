@@ -1,9 +1,11 @@
 //! The node's shared state: the chain and the mempool behind one lock,
-//! the signature verifier, and the signal that tells miners the tip moved.
+//! the signature verifier, the signal that tells miners the tip moved, and
+//! the announcements the network layer gossips (blocks this node mined or
+//! was handed over RPC, transactions it was handed over RPC).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use cairn_consensus::{Block, Lock, Params, Transaction, Txid, MAX_BLOCK_SIZE};
@@ -28,6 +30,18 @@ pub struct State {
     pub mempool: Mempool,
 }
 
+/// Something new this node should tell its peers about.
+#[derive(Debug, Clone)]
+pub enum Announcement {
+    /// A block that became part of the active chain.
+    Block(Arc<Block>),
+    /// A transaction accepted into the mempool.
+    Transaction(Arc<Transaction>),
+}
+
+/// Announcements queued for the network layer, at most.
+const ANNOUNCEMENT_QUEUE: usize = 1_024;
+
 /// A running node's state.
 #[derive(Debug)]
 pub struct Node {
@@ -42,6 +56,8 @@ pub struct Node {
     pub hash_rate: AtomicU64,
     /// Blocks the built-in miner found.
     pub blocks_mined: AtomicU64,
+    announcements: tokio::sync::broadcast::Sender<Announcement>,
+    network: OnceLock<crate::p2p::NetworkHandle>,
 }
 
 impl Node {
@@ -59,7 +75,26 @@ impl Node {
             shutdown: AtomicBool::new(false),
             hash_rate: AtomicU64::new(0),
             blocks_mined: AtomicU64::new(0),
+            announcements: tokio::sync::broadcast::channel(ANNOUNCEMENT_QUEUE).0,
+            network: OnceLock::new(),
         })
+    }
+
+    /// Announcements from now on (the network layer listens).
+    #[must_use]
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Announcement> {
+        self.announcements.subscribe()
+    }
+
+    /// The network layer, once it runs.
+    #[must_use]
+    pub fn network(&self) -> Option<&crate::p2p::NetworkHandle> {
+        self.network.get()
+    }
+
+    /// Records the running network layer (once).
+    pub fn set_network(&self, handle: crate::p2p::NetworkHandle) {
+        let _ = self.network.set(handle);
     }
 
     /// The data directory.
@@ -95,13 +130,28 @@ impl Node {
         self.stale.lock().expect("stale lock").clone()
     }
 
-    /// Validates and stores a block; on a tip change, updates the mempool
-    /// (confirmed and conflicting transactions out, those of disconnected
-    /// blocks back in) and tells miners their work is stale.
+    /// Validates and stores a block found here or handed over RPC, and
+    /// announces it to peers when it joins the active chain.
     ///
     /// # Errors
     /// The rule the block breaks, or a store failure.
     pub fn submit_block(&self, block: Block) -> Result<Accepted, ChainError> {
+        let block = Arc::new(block);
+        let accepted = self.accept_block((*block).clone())?;
+        if accepted == Accepted::Activated {
+            let _ = self.announcements.send(Announcement::Block(block));
+        }
+        Ok(accepted)
+    }
+
+    /// Validates and stores a block (from a peer: nothing is announced);
+    /// on a tip change, updates the mempool (confirmed and conflicting
+    /// transactions out, those of disconnected blocks back in) and tells
+    /// miners their work is stale.
+    ///
+    /// # Errors
+    /// The rule the block breaks, or a store failure.
+    pub fn accept_block(&self, block: Block) -> Result<Accepted, ChainError> {
         let now = unix_now();
         let mut state = self.state();
         let (accepted, reorg) = state.chain.submit_block(block, now)?;
@@ -122,11 +172,24 @@ impl Node {
         Ok(accepted)
     }
 
-    /// Checks a transaction and adds it to the mempool.
+    /// Checks a transaction handed over RPC, adds it to the mempool and
+    /// announces it to peers.
     ///
     /// # Errors
     /// Why it was refused.
     pub fn submit_transaction(&self, tx: Transaction) -> Result<Txid, MempoolError> {
+        let tx = Arc::new(tx);
+        let txid = self.accept_transaction((*tx).clone())?;
+        let _ = self.announcements.send(Announcement::Transaction(tx));
+        Ok(txid)
+    }
+
+    /// Checks a transaction (from a peer: nothing is announced) and adds it
+    /// to the mempool.
+    ///
+    /// # Errors
+    /// Why it was refused.
+    pub fn accept_transaction(&self, tx: Transaction) -> Result<Txid, MempoolError> {
         let mut state = self.state();
         let State { chain, mempool } = &mut *state;
         let accepted = mempool.accept(tx, chain, &self.verifier, unix_now())?;

@@ -250,7 +250,7 @@ pub fn module(node: Arc<Node>) -> RpcModule<Arc<Node>> {
         Ok(json!({
             "chain": chain.params().network.name(),
             "blocks": chain.height().get(),
-            "headers": chain.height().get(),
+            "headers": chain.best_header().height.get(),
             "bestblockhash": chain.tip().to_string(),
             "bits": format!("{:08x}", tip.header.bits.to_consensus()),
             "time": tip.header.time,
@@ -533,11 +533,111 @@ pub fn module(node: Arc<Node>) -> RpcModule<Arc<Node>> {
         node.request_shutdown();
         Ok(json!("Cairn node stopping"))
     });
-    method!("getpeerinfo", |_args, _node| Ok(json!([])));
-    method!("getnetworkinfo", |_args, _node| {
-        Ok(
-            json!({ "version": env!("CARGO_PKG_VERSION"), "subversion": format!("/cairn:{}/", env!("CARGO_PKG_VERSION")), "connections": 0 }),
-        )
+    method!("getpeerinfo", |_args, node| {
+        let peers = node.network().map(crate::p2p::NetworkHandle::peers).unwrap_or_default();
+        let list: Vec<Value> = peers
+            .iter()
+            .map(|p| {
+                json!({
+                    "id": p.id,
+                    "addr": p.address,
+                    "inbound": p.inbound,
+                    "direction": if p.inbound { "inbound" } else { "outbound" },
+                    "score": p.score,
+                    "synced_blocks": p.best_height,
+                    "bytesrecv": p.bytes_in,
+                    "bytessent": p.bytes_out,
+                    "conntime": p.connected_secs,
+                    "subver": p.agent,
+                })
+            })
+            .collect();
+        Ok(json!(list))
+    });
+    method!("getnetworkinfo", |_args, node| {
+        let network = node.network();
+        let (inbound, outbound) = network.map_or((0, 0), |n| {
+            let peers = n.peers();
+            let inbound = peers.iter().filter(|p| p.inbound).count();
+            (inbound, peers.len() - inbound)
+        });
+        Ok(json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "subversion": format!("/cairn:{}/", env!("CARGO_PKG_VERSION")),
+            "networkactive": network.is_some(),
+            "peerid": network.map(|n| n.peer_id().to_string()),
+            "localaddresses": network.map(|n| n.listening().iter().map(ToString::to_string).collect::<Vec<_>>()).unwrap_or_default(),
+            "connections": inbound + outbound,
+            "connections_in": inbound,
+            "connections_out": outbound,
+            "relayfee": MIN_RELAY_FEE_RATE,
+            "incrementalfee": INCREMENTAL_FEE_RATE,
+        }))
+    });
+    method!("addnode", |args, node| {
+        let network = node.network().ok_or_else(|| error(MISC_ERROR, "the network is not running"))?;
+        let text = args.str(0, "node")?;
+        let address: libp2p::Multiaddr = text.parse().map_err(|e| {
+            error(
+                INVALID_PARAMETER,
+                format!("{text:?} is not a multiaddr (like /ip4/127.0.0.1/tcp/18733/p2p/<peer id>): {e}"),
+            )
+        })?;
+        let result = match args.str(1, "command")? {
+            "add" => network.add_node(address, true),
+            "onetry" => network.add_node(address, false),
+            "remove" => network.remove_node(address),
+            other => {
+                return Err(error(
+                    INVALID_PARAMETER,
+                    format!("command must be add, remove or onetry, not {other:?}"),
+                ))
+            }
+        };
+        result.map(|()| Value::Null).map_err(|e| error(MISC_ERROR, e))
+    });
+    method!("disconnectnode", |args, node| {
+        let network = node.network().ok_or_else(|| error(MISC_ERROR, "the network is not running"))?;
+        let target = args.str(0, "address or peer id")?;
+        if !network
+            .peers()
+            .iter()
+            .any(|p| p.id == target || p.address == target || p.address.contains(&format!("/{target}/")))
+        {
+            return Err(error(-29, format!("{target} is not connected")));
+        }
+        network.disconnect(target.to_owned()).map(|()| Value::Null).map_err(|e| error(MISC_ERROR, e))
+    });
+    method!("setban", |args, node| {
+        let network = node.network().ok_or_else(|| error(MISC_ERROR, "the network is not running"))?;
+        let target = args.str(0, "peer id or IP address")?;
+        let valid = target.parse::<libp2p::PeerId>().is_ok() || target.parse::<std::net::IpAddr>().is_ok();
+        if !valid {
+            return Err(error(
+                INVALID_PARAMETER,
+                format!("{target:?} is neither a peer id nor an IP address"),
+            ));
+        }
+        let add = match args.str(1, "command")? {
+            "add" => true,
+            "remove" => false,
+            other => {
+                return Err(error(INVALID_PARAMETER, format!("command must be add or remove, not {other:?}")))
+            }
+        };
+        let seconds = args.u64_or(2, "bantime", 24 * 3600)?.clamp(1, 10 * 365 * 24 * 3600);
+        network.set_ban(target, add, seconds).map(|()| Value::Null).map_err(|e| error(MISC_ERROR, e))
+    });
+    method!("listbanned", |_args, node| {
+        let bans = node.network().map(crate::p2p::NetworkHandle::banned).unwrap_or_default();
+        Ok(json!(bans
+            .iter()
+            .map(|(key, until)| json!({ "address": key, "banned_until": until }))
+            .collect::<Vec<_>>()))
+    });
+    method!("clearbanned", |_args, node| {
+        let network = node.network().ok_or_else(|| error(MISC_ERROR, "the network is not running"))?;
+        network.clear_bans().map(|()| Value::Null).map_err(|e| error(MISC_ERROR, e))
     });
     method!("getaddressutxos", |args, node| {
         let addresses = parse_addresses(&args, node)?;

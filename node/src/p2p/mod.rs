@@ -1,0 +1,17 @@
+//! The peer-to-peer layer: libp2p over TCP with Noise and Yamux; identify,
+//! ping, gossipsub for new blocks and transactions (validated before they
+//! are forwarded), a request-response protocol for headers-first sync,
+//! Kademlia for finding peers, mDNS only when asked for.
+//!
+//! - [`protocol`]: the sync messages, their bytes and size caps, and the
+//!   names (protocols, topics) that carry the genesis hash.
+//! - [`peers`]: scores with decay, bans kept on disk, the peer book.
+//! - [`service`]: the actor: one task owns the swarm; the rest of the node
+//!   talks to it through a bounded command channel and the node's
+//!   announcements; validation runs on blocking threads, never in the loop.
+
+pub mod peers;
+pub mod protocol;
+pub mod service;
+
+pub use service::{start, NetworkConfig, NetworkHandle, PeerInfo};

@@ -1,0 +1,1318 @@
+//! The network actor: one task owns the libp2p swarm and runs one
+//! `select!` loop over swarm events, commands from RPC, the node's
+//! announcements, finished validation work and a one-second tick.
+//!
+//! Sync is headers first: a peer's status says how much work its chain
+//! has; when that is more than the best header here, headers are asked for
+//! by locator, checked (work, bits, time) as they arrive and stored only
+//! once the chain they form has more work than the active chain (and at
+//! least the network's minimum chain work); until then they wait in the
+//! peer's budget. Bodies of the best header chain are then fetched from
+//! every peer that has them, at most [`MAX_BLOCKS_PER_REQUEST`] per
+//! request and two requests per peer, re-asked elsewhere when a request
+//! times out, and connected in order by the chain.
+//!
+//! Gossip is validated before it is forwarded: a block or transaction is
+//! reported Accept (valid), Reject (invalid: the sender is penalized) or
+//! Ignore (duplicate or not checkable yet: no penalty).
+
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use cairn_consensus::{Block, BlockHash, BlockHeader, Decode, Encode, Transaction, Work};
+use libp2p::futures::stream::FuturesUnordered;
+use libp2p::futures::StreamExt;
+use libp2p::multiaddr::Protocol;
+use libp2p::swarm::behaviour::toggle::Toggle;
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{
+    allow_block_list, connection_limits, gossipsub, identify, identity, kad, mdns, noise, ping,
+    request_response, tcp, yamux, Multiaddr, PeerId, Swarm,
+};
+use serde::Serialize;
+use tokio::sync::{broadcast, mpsc};
+
+use super::peers::{Bans, Offence, PeerBook, Score, DEFAULT_BAN};
+use super::protocol::{
+    blocks_topic, identify_version, kad_protocol, sync_protocol, transactions_topic, Request, Response,
+    Status, SyncCodec, BLOCKS_ANSWER_BUDGET, MAX_BLOCKS_PER_REQUEST, MAX_GOSSIP_SIZE, MAX_LOCATOR,
+};
+use crate::chain::{Accepted, ChainError, HeadersError, MAX_HEADERS_PER_ANSWER};
+use crate::files::{read_capped, write_private};
+use crate::mempool::MempoolError;
+use crate::node::{unix_now, Announcement, Node};
+
+/// Headers a peer may have us hold before they add up to enough work.
+pub const HEADER_BUDGET: usize = 100_000;
+/// Sync requests in flight to one peer, at most.
+const REQUESTS_PER_PEER: usize = 2;
+/// How long a sync request may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
+/// How often peers are asked for their status again.
+const STATUS_INTERVAL: Duration = Duration::from_secs(15);
+/// How long to wait before dialing the same address again.
+const REDIAL_INTERVAL: Duration = Duration::from_secs(5);
+/// Commands queued from RPC, at most.
+const COMMAND_QUEUE: usize = 64;
+
+/// How the network layer runs.
+#[derive(Debug, Clone)]
+pub struct NetworkConfig {
+    /// Addresses to listen on.
+    pub listen: Vec<Multiaddr>,
+    /// Peers to dial and keep dialing.
+    pub connect: Vec<Multiaddr>,
+    /// Whether to find peers on the local network by mDNS (multicast).
+    pub mdns: bool,
+    /// Where the identity key, peer book and bans live.
+    pub datadir: PathBuf,
+    /// Inbound connections, at most.
+    pub max_inbound: u32,
+    /// Inbound connections from one IP address, at most.
+    pub max_inbound_per_ip: usize,
+    /// Inbound connections still handshaking, at most.
+    pub max_pending: u32,
+    /// Outbound connections the node keeps trying to have (its own choice of peers).
+    pub outbound_target: usize,
+    /// How long a misbehaving peer stays banned.
+    pub ban_duration: Duration,
+    /// Header chains with less work are never stored.
+    pub minimum_chain_work: Work,
+    /// Whether to dial peers learned from the peer book, Kademlia and
+    /// mDNS; without it only `connect` peers are dialed (inbound peers are
+    /// still accepted), for fixed topologies.
+    pub discovery: bool,
+}
+
+impl NetworkConfig {
+    /// Defaults for a node whose data is in `datadir`, listening on `listen`.
+    #[must_use]
+    pub fn new(datadir: PathBuf, listen: Vec<Multiaddr>) -> Self {
+        Self {
+            listen,
+            connect: Vec::new(),
+            mdns: false,
+            datadir,
+            max_inbound: 64,
+            max_inbound_per_ip: 16,
+            max_pending: 32,
+            outbound_target: 8,
+            ban_duration: DEFAULT_BAN,
+            minimum_chain_work: Work::ZERO,
+            discovery: true,
+        }
+    }
+}
+
+/// Why the network layer could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum NetworkError {
+    /// The identity key could not be read or written.
+    #[error("identity key {path}: {reason}")]
+    Identity {
+        /// The key file.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The ban list could not be read.
+    #[error("ban list: {0}")]
+    Bans(std::io::Error),
+    /// libp2p refused the setup or an address.
+    #[error("{0}")]
+    Setup(String),
+}
+
+/// A connected peer, as RPC shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct PeerInfo {
+    /// Its peer id.
+    pub id: String,
+    /// The address of the connection.
+    pub address: String,
+    /// Whether it connected to us.
+    pub inbound: bool,
+    /// Its score (0 neutral, negative after misbehaviour).
+    pub score: f64,
+    /// The height of its active tip, as it last said.
+    pub best_height: Option<u32>,
+    /// Bytes of sync and gossip messages received from it.
+    pub bytes_in: u64,
+    /// Bytes of sync and gossip messages sent to it.
+    pub bytes_out: u64,
+    /// Seconds since it connected.
+    pub connected_secs: u64,
+    /// Its software, as identify reported it.
+    pub agent: String,
+}
+
+#[derive(Debug)]
+enum Command {
+    Dial { address: Multiaddr, keep: bool },
+    Forget(Multiaddr),
+    Disconnect(String),
+    BansChanged,
+}
+
+#[derive(Debug)]
+struct Shared {
+    peer_id: PeerId,
+    listening: Mutex<Vec<Multiaddr>>,
+    peers: Mutex<Vec<PeerInfo>>,
+    bans: Mutex<Bans>,
+}
+
+/// The rest of the node's way to the network layer.
+#[derive(Debug, Clone)]
+pub struct NetworkHandle {
+    commands: mpsc::Sender<Command>,
+    shared: Arc<Shared>,
+}
+
+impl NetworkHandle {
+    /// This node's peer id.
+    #[must_use]
+    pub fn peer_id(&self) -> PeerId {
+        self.shared.peer_id
+    }
+
+    /// The addresses it listens on, with `/p2p/<peer id>`.
+    #[must_use]
+    pub fn listening(&self) -> Vec<Multiaddr> {
+        self.shared.listening.lock().expect("listening lock").clone()
+    }
+
+    /// The connected peers.
+    #[must_use]
+    pub fn peers(&self) -> Vec<PeerInfo> {
+        self.shared.peers.lock().expect("peers lock").clone()
+    }
+
+    fn send(&self, command: Command) -> Result<(), String> {
+        self.commands.try_send(command).map_err(|e| format!("the network layer is busy or stopped: {e}"))
+    }
+
+    /// Dials `address`; with `keep`, keeps redialing it whenever the connection drops.
+    ///
+    /// # Errors
+    /// When the network layer is not taking commands.
+    pub fn add_node(&self, address: Multiaddr, keep: bool) -> Result<(), String> {
+        self.send(Command::Dial { address, keep })
+    }
+
+    /// Stops redialing `address`.
+    ///
+    /// # Errors
+    /// When the network layer is not taking commands.
+    pub fn remove_node(&self, address: Multiaddr) -> Result<(), String> {
+        self.send(Command::Forget(address))
+    }
+
+    /// Closes the connections to a peer (by peer id or address).
+    ///
+    /// # Errors
+    /// When the network layer is not taking commands.
+    pub fn disconnect(&self, target: String) -> Result<(), String> {
+        self.send(Command::Disconnect(target))
+    }
+
+    /// Bans (peer id or IP address) for `seconds`, or lifts a ban.
+    ///
+    /// # Errors
+    /// When the ban list cannot be written, or there was no ban to lift.
+    pub fn set_ban(&self, key: &str, add: bool, seconds: u64) -> Result<(), String> {
+        {
+            let mut bans = self.shared.bans.lock().expect("bans lock");
+            if add {
+                bans.ban(key, unix_now() + seconds).map_err(|e| format!("saving the ban list: {e}"))?;
+            } else if !bans.unban(key).map_err(|e| format!("saving the ban list: {e}"))? {
+                return Err(format!("{key} is not banned"));
+            }
+        }
+        self.send(Command::BansChanged)
+    }
+
+    /// The bans in force, with their end times (Unix seconds).
+    #[must_use]
+    pub fn banned(&self) -> Vec<(String, u64)> {
+        self.shared.bans.lock().expect("bans lock").list(unix_now())
+    }
+
+    /// Lifts every ban.
+    ///
+    /// # Errors
+    /// When the ban list cannot be written.
+    pub fn clear_bans(&self) -> Result<(), String> {
+        self.shared
+            .bans
+            .lock()
+            .expect("bans lock")
+            .clear()
+            .map_err(|e| format!("saving the ban list: {e}"))?;
+        self.send(Command::BansChanged)
+    }
+}
+
+#[derive(NetworkBehaviour)]
+struct Behaviour {
+    limits: connection_limits::Behaviour,
+    blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
+    identify: identify::Behaviour,
+    ping: ping::Behaviour,
+    gossipsub: gossipsub::Behaviour,
+    sync: request_response::Behaviour<SyncCodec>,
+    kad: Toggle<kad::Behaviour<kad::store::MemoryStore>>,
+    mdns: Toggle<mdns::tokio::Behaviour>,
+}
+
+/// What the node knows about a connected peer.
+#[derive(Debug)]
+struct PeerState {
+    address: Multiaddr,
+    inbound: bool,
+    ip: Option<IpAddr>,
+    connections: usize,
+    connected_at: Instant,
+    status: Option<Status>,
+    score: Score,
+    bytes_in: u64,
+    bytes_out: u64,
+    agent: String,
+    headers_in_flight: bool,
+    /// Checked headers not yet worth storing (less work than the active chain).
+    pending_headers: Vec<BlockHeader>,
+    requests_in_flight: usize,
+    last_status: Instant,
+}
+
+/// What an outbound request was for.
+#[derive(Debug)]
+enum Asked {
+    Status,
+    Headers,
+    Blocks(Vec<BlockHash>),
+}
+
+/// Work done off the loop, and what came of it.
+enum Outcome {
+    Respond(request_response::ResponseChannel<Response>, Response, PeerId),
+    GossipBlock { source: PeerId, id: gossipsub::MessageId, result: Result<Accepted, ChainError> },
+    GossipTransaction { source: PeerId, id: gossipsub::MessageId, result: Result<(), MempoolError> },
+    Headers { peer: PeerId, full: bool, pending: Vec<BlockHeader>, result: Result<usize, HeadersError> },
+    Blocks { peer: PeerId, failures: Vec<(BlockHash, ChainError)> },
+}
+
+fn ip_of(address: &Multiaddr) -> Option<IpAddr> {
+    address.iter().find_map(|p| match p {
+        Protocol::Ip4(ip) => Some(IpAddr::V4(ip)),
+        Protocol::Ip6(ip) => Some(IpAddr::V6(ip)),
+        _ => None,
+    })
+}
+
+fn peer_of(address: &Multiaddr) -> Option<PeerId> {
+    address.iter().find_map(|p| match p {
+        Protocol::P2p(peer) => Some(peer),
+        _ => None,
+    })
+}
+
+/// Loads the node's identity key from `p2p.key`, or makes and saves one.
+fn identity(datadir: &std::path::Path) -> Result<identity::Keypair, NetworkError> {
+    let path = datadir.join("p2p.key");
+    let fail = |reason: String| NetworkError::Identity { path: path.clone(), reason };
+    match read_capped(&path, 4096).map_err(|e| fail(e.to_string()))? {
+        Some(bytes) => {
+            let bytes =
+                hex::decode(String::from_utf8_lossy(&bytes).trim()).map_err(|e| fail(e.to_string()))?;
+            identity::Keypair::from_protobuf_encoding(&bytes).map_err(|e| fail(e.to_string()))
+        }
+        None => {
+            let key = identity::Keypair::generate_ed25519();
+            let bytes = key.to_protobuf_encoding().map_err(|e| fail(e.to_string()))?;
+            write_private(&path, hex::encode(bytes).as_bytes()).map_err(|e| fail(e.to_string()))?;
+            Ok(key)
+        }
+    }
+}
+
+/// Starts the network layer on the current tokio runtime.
+///
+/// # Errors
+/// When the identity key or ban list cannot be read, or an address cannot be listened on.
+pub fn start(node: Arc<Node>, config: NetworkConfig) -> Result<NetworkHandle, NetworkError> {
+    let key = identity(&config.datadir)?;
+    let peer_id = key.public().to_peer_id();
+    let genesis = node.state().chain.params().genesis_hash;
+    let bans = Bans::load(&config.datadir.join("bans.json")).map_err(NetworkError::Bans)?;
+    let setup = |e: &dyn std::fmt::Display| NetworkError::Setup(e.to_string());
+
+    let blocks = gossipsub::IdentTopic::new(blocks_topic(&genesis));
+    let transactions = gossipsub::IdentTopic::new(transactions_topic(&genesis));
+    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
+        .with_tokio()
+        .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
+        .map_err(|e| setup(&e))?
+        .with_behaviour(|key| {
+            let gossip_config = gossipsub::ConfigBuilder::default()
+                .validate_messages()
+                .validation_mode(gossipsub::ValidationMode::Strict)
+                .max_transmit_size(MAX_GOSSIP_SIZE)
+                .heartbeat_interval(Duration::from_millis(700))
+                .message_id_fn(|message: &gossipsub::Message| {
+                    use sha2::Digest;
+                    let digest = sha2::Sha256::new()
+                        .chain_update(message.topic.as_str())
+                        .chain_update(&message.data)
+                        .finalize();
+                    gossipsub::MessageId::from(digest[..20].to_vec())
+                })
+                .build()
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
+            let gossipsub =
+                gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Signed(key.clone()), gossip_config)
+                    .map_err(std::io::Error::other)?;
+            // Without discovery there is no Kademlia at all: it dials the
+            // peers it learns of by itself.
+            let kad = config.discovery.then(|| {
+                let mut kad = kad::Behaviour::with_config(
+                    key.public().to_peer_id(),
+                    kad::store::MemoryStore::new(key.public().to_peer_id()),
+                    kad::Config::new(kad_protocol(&genesis)),
+                );
+                kad.set_mode(Some(kad::Mode::Server));
+                kad
+            });
+            let mdns = if config.mdns {
+                Some(mdns::tokio::Behaviour::new(mdns::Config::default(), key.public().to_peer_id())?)
+            } else {
+                None
+            };
+            let limits = connection_limits::ConnectionLimits::default()
+                .with_max_pending_incoming(Some(config.max_pending))
+                .with_max_established_incoming(Some(config.max_inbound))
+                .with_max_established_outgoing(Some(config.outbound_target as u32 * 2 + 8))
+                .with_max_established_per_peer(Some(2));
+            Ok(Behaviour {
+                limits: connection_limits::Behaviour::new(limits),
+                blocked: allow_block_list::Behaviour::default(),
+                identify: identify::Behaviour::new(
+                    identify::Config::new(identify_version(&genesis), key.public())
+                        .with_agent_version(format!("cairn/{}", env!("CARGO_PKG_VERSION"))),
+                ),
+                ping: ping::Behaviour::default(),
+                gossipsub,
+                sync: request_response::Behaviour::with_codec(
+                    SyncCodec,
+                    [(sync_protocol(&genesis), request_response::ProtocolSupport::Full)],
+                    request_response::Config::default()
+                        .with_request_timeout(REQUEST_TIMEOUT)
+                        .with_max_concurrent_streams(64),
+                ),
+                kad: Toggle::from(kad),
+                mdns: Toggle::from(mdns),
+            })
+        })
+        .map_err(|e| setup(&e))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
+        .build();
+
+    swarm.behaviour_mut().gossipsub.subscribe(&blocks).map_err(|e| setup(&e))?;
+    swarm.behaviour_mut().gossipsub.subscribe(&transactions).map_err(|e| setup(&e))?;
+    for address in &config.listen {
+        swarm.listen_on(address.clone()).map_err(|e| setup(&format!("listening on {address}: {e}")))?;
+    }
+    let now = unix_now();
+    for (key, _) in bans.list(now) {
+        if let Ok(peer) = key.parse::<PeerId>() {
+            swarm.behaviour_mut().blocked.block_peer(peer);
+        }
+    }
+
+    let shared = Arc::new(Shared {
+        peer_id,
+        listening: Mutex::new(Vec::new()),
+        peers: Mutex::new(Vec::new()),
+        bans: Mutex::new(bans),
+    });
+    let (commands_in, commands) = mpsc::channel(COMMAND_QUEUE);
+    let handle = NetworkHandle { commands: commands_in, shared: shared.clone() };
+    let book = PeerBook::load(&config.datadir.join("peers.json"));
+    let keep: HashSet<Multiaddr> = config.connect.iter().cloned().collect();
+    let service = Service {
+        announcements: node.subscribe(),
+        node,
+        swarm,
+        config,
+        shared,
+        commands,
+        book,
+        keep,
+        last_dial: HashMap::new(),
+        peers: HashMap::new(),
+        asked: HashMap::new(),
+        blocks_in_flight: HashMap::new(),
+        avoid: HashMap::new(),
+        tasks: FuturesUnordered::new(),
+        blocks_topic: blocks,
+        transactions_topic: transactions,
+        genesis,
+        told_tip: genesis,
+    };
+    tokio::spawn(service.run());
+    Ok(handle)
+}
+
+struct Service {
+    node: Arc<Node>,
+    swarm: Swarm<Behaviour>,
+    config: NetworkConfig,
+    shared: Arc<Shared>,
+    commands: mpsc::Receiver<Command>,
+    announcements: broadcast::Receiver<Announcement>,
+    book: PeerBook,
+    /// Addresses to keep connected (`--connect`, `addnode add`).
+    keep: HashSet<Multiaddr>,
+    last_dial: HashMap<Multiaddr, Instant>,
+    peers: HashMap<PeerId, PeerState>,
+    asked: HashMap<request_response::OutboundRequestId, (PeerId, Asked)>,
+    /// Bodies asked for, and from whom.
+    blocks_in_flight: HashMap<BlockHash, PeerId>,
+    /// A peer that stalled on a block, or did not have it, is not asked
+    /// for it again soon.
+    avoid: HashMap<(BlockHash, PeerId), Instant>,
+    tasks: FuturesUnordered<tokio::task::JoinHandle<Outcome>>,
+    blocks_topic: gossipsub::IdentTopic,
+    transactions_topic: gossipsub::IdentTopic,
+    genesis: BlockHash,
+    /// The tip peers were last told about.
+    told_tip: BlockHash,
+}
+
+impl Service {
+    /// Tells every peer our status when the tip moved since they were last
+    /// told, so a peer behind us starts syncing at once.
+    fn tell_tip(&mut self) {
+        let status = self.status();
+        if status.tip.hash == self.told_tip {
+            return;
+        }
+        self.told_tip = status.tip.hash;
+        let peers: Vec<PeerId> = self.peers.keys().copied().collect();
+        for peer in peers {
+            if let Some(state) = self.peers.get_mut(&peer) {
+                state.last_status = Instant::now();
+            }
+            self.send_request(peer, Request::Status(status), Asked::Status);
+        }
+    }
+
+    async fn run(mut self) {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut last_book_save = Instant::now();
+        let mut last_bootstrap = Instant::now();
+        for address in self.keep.clone() {
+            self.dial(address);
+        }
+        let book = if self.config.discovery { self.book.peers() } else { Vec::new() };
+        for (peer, addresses) in book {
+            if let Some(address) = addresses.last() {
+                let address = address.clone().with_p2p(peer).unwrap_or_else(|a| a);
+                self.dial(address);
+            }
+        }
+        loop {
+            tokio::select! {
+                event = self.swarm.select_next_some() => self.on_swarm_event(event),
+                Some(command) = self.commands.recv() => self.on_command(command),
+                announcement = self.announcements.recv() => match announcement {
+                    Ok(announcement) => self.publish(&announcement),
+                    Err(broadcast::error::RecvError::Lagged(missed)) => {
+                        tracing::warn!(missed, "announcements dropped while the network was busy");
+                    }
+                    Err(broadcast::error::RecvError::Closed) => break,
+                },
+                Some(done) = self.tasks.next(), if !self.tasks.is_empty() => match done {
+                    Ok(outcome) => self.on_outcome(outcome),
+                    Err(e) => tracing::error!("a network validation task failed: {e}"),
+                },
+                _ = tick.tick() => {
+                    if self.node.shutdown.load(std::sync::atomic::Ordering::Acquire) {
+                        break;
+                    }
+                    self.on_tick();
+                    if last_book_save.elapsed() > Duration::from_secs(30) {
+                        self.save_book();
+                        last_book_save = Instant::now();
+                    }
+                    if last_bootstrap.elapsed() > Duration::from_secs(60) && !self.peers.is_empty() {
+                        if let Some(kad) = self.swarm.behaviour_mut().kad.as_mut() {
+                            let _ = kad.bootstrap();
+                        }
+                        last_bootstrap = Instant::now();
+                    }
+                }
+            }
+        }
+        self.save_book();
+        tracing::debug!("network layer stopped");
+    }
+
+    fn save_book(&mut self) {
+        if let Err(e) = self.book.save() {
+            tracing::warn!("cannot save the peer book: {e}");
+        }
+    }
+
+    fn dial(&mut self, address: Multiaddr) {
+        if let Some(peer) = peer_of(&address) {
+            if peer == self.shared.peer_id || self.swarm.is_connected(&peer) || self.is_banned(&peer, None) {
+                return;
+            }
+        }
+        if self.last_dial.get(&address).is_some_and(|t| t.elapsed() < REDIAL_INTERVAL) {
+            return;
+        }
+        self.last_dial.insert(address.clone(), Instant::now());
+        if let Err(e) = self.swarm.dial(address.clone()) {
+            tracing::debug!(%address, "dial failed: {e}");
+        }
+    }
+
+    fn is_banned(&self, peer: &PeerId, ip: Option<IpAddr>) -> bool {
+        let bans = self.shared.bans.lock().expect("bans lock");
+        let now = unix_now();
+        bans.is_banned(&peer.to_string(), now) || ip.is_some_and(|ip| bans.is_banned(&ip.to_string(), now))
+    }
+
+    fn status(&self) -> Status {
+        Status { genesis: self.genesis, tip: self.node.state().chain.tip_summary() }
+    }
+
+    fn send_request(&mut self, peer: PeerId, request: Request, asked: Asked) {
+        let size = request.to_bytes().len() as u64;
+        let id = self.swarm.behaviour_mut().sync.send_request(&peer, request);
+        if let Some(state) = self.peers.get_mut(&peer) {
+            state.bytes_out += size;
+            if !matches!(asked, Asked::Status) {
+                state.requests_in_flight += 1;
+            }
+        }
+        self.asked.insert(id, (peer, asked));
+    }
+
+    /// Lowers a peer's score; bans and disconnects it at the threshold.
+    fn penalize(&mut self, peer: PeerId, offence: Offence) {
+        let Some(state) = self.peers.get_mut(&peer) else { return };
+        tracing::info!(%peer, offence = offence.name(), "peer misbehaved");
+        if state.score.penalize(offence, Instant::now()) {
+            let until = unix_now() + self.config.ban_duration.as_secs();
+            tracing::warn!(%peer, "banning peer until {until} (score under the threshold)");
+            if let Err(e) = self.shared.bans.lock().expect("bans lock").ban(&peer.to_string(), until) {
+                tracing::warn!("cannot save the ban list: {e}");
+            }
+            self.book.remove(&peer);
+            self.swarm.behaviour_mut().blocked.block_peer(peer);
+            let _ = self.swarm.disconnect_peer_id(peer);
+        }
+    }
+
+    fn publish(&mut self, announcement: &Announcement) {
+        let (topic, bytes) = match announcement {
+            Announcement::Block(block) => (self.blocks_topic.clone(), block.encode()),
+            Announcement::Transaction(tx) => (self.transactions_topic.clone(), tx.encode()),
+        };
+        let size = bytes.len() as u64;
+        match self.swarm.behaviour_mut().gossipsub.publish(topic, bytes) {
+            Ok(_) => {
+                for state in self.peers.values_mut() {
+                    state.bytes_out += size;
+                }
+            }
+            Err(gossipsub::PublishError::Duplicate | gossipsub::PublishError::NoPeersSubscribedToTopic) => {}
+            Err(e) => tracing::debug!("publish: {e}"),
+        }
+    }
+
+    fn on_command(&mut self, command: Command) {
+        match command {
+            Command::Dial { address, keep } => {
+                if keep {
+                    self.keep.insert(address.clone());
+                }
+                self.last_dial.remove(&address);
+                self.dial(address);
+            }
+            Command::Forget(address) => {
+                self.keep.remove(&address);
+            }
+            Command::Disconnect(target) => {
+                let peers: Vec<PeerId> = match target.parse::<PeerId>() {
+                    Ok(peer) => vec![peer],
+                    Err(_) => self
+                        .peers
+                        .iter()
+                        .filter(|(_, s)| {
+                            s.address.to_string() == target || s.ip.is_some_and(|ip| ip.to_string() == target)
+                        })
+                        .map(|(p, _)| *p)
+                        .collect(),
+                };
+                for peer in peers {
+                    let _ = self.swarm.disconnect_peer_id(peer);
+                }
+            }
+            Command::BansChanged => {
+                let listed: HashSet<String> = self
+                    .shared
+                    .bans
+                    .lock()
+                    .expect("bans lock")
+                    .list(unix_now())
+                    .into_iter()
+                    .map(|(k, _)| k)
+                    .collect();
+                let connected: Vec<(PeerId, Option<IpAddr>)> =
+                    self.peers.iter().map(|(p, s)| (*p, s.ip)).collect();
+                for (peer, ip) in connected {
+                    if self.is_banned(&peer, ip) {
+                        self.swarm.behaviour_mut().blocked.block_peer(peer);
+                        let _ = self.swarm.disconnect_peer_id(peer);
+                    }
+                }
+                // Lift blocks on peers no longer banned.
+                let blocked: Vec<PeerId> =
+                    self.swarm.behaviour().blocked.blocked_peers().iter().copied().collect();
+                for peer in blocked {
+                    if !listed.contains(&peer.to_string()) {
+                        self.swarm.behaviour_mut().blocked.unblock_peer(peer);
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                let full = address.with_p2p(self.shared.peer_id).unwrap_or_else(|a| a);
+                tracing::info!("p2p listening on {full}");
+                let mut listening = self.shared.listening.lock().expect("listening lock");
+                listening.push(full);
+                let text: Vec<String> = listening.iter().map(ToString::to_string).collect();
+                if let Err(e) = write_private(
+                    &self.config.datadir.join("p2p.address"),
+                    (text.join("\n") + "\n").as_bytes(),
+                ) {
+                    tracing::warn!("cannot write p2p.address: {e}");
+                }
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id, endpoint, connection_id, num_established, ..
+            } => {
+                let inbound = endpoint.is_listener();
+                let address = endpoint.get_remote_address().clone();
+                let ip = ip_of(&address);
+                if self.is_banned(&peer_id, ip) {
+                    self.swarm.close_connection(connection_id);
+                    return;
+                }
+                if inbound {
+                    let from_ip = self.peers.values().filter(|s| s.inbound && s.ip == ip).count();
+                    if ip.is_some()
+                        && from_ip >= self.config.max_inbound_per_ip
+                        && !self.peers.contains_key(&peer_id)
+                    {
+                        tracing::debug!(?ip, "too many inbound connections from one address");
+                        self.swarm.close_connection(connection_id);
+                        return;
+                    }
+                }
+                let now = Instant::now();
+                let state = self.peers.entry(peer_id).or_insert_with(|| PeerState {
+                    address: address.clone(),
+                    inbound,
+                    ip,
+                    connections: 0,
+                    connected_at: now,
+                    status: None,
+                    score: Score::new(now),
+                    bytes_in: 0,
+                    bytes_out: 0,
+                    agent: String::new(),
+                    headers_in_flight: false,
+                    pending_headers: Vec::new(),
+                    requests_in_flight: 0,
+                    last_status: now,
+                });
+                state.connections += 1;
+                if num_established.get() == 1 {
+                    tracing::info!(peer = %peer_id, %address, inbound, "peer connected");
+                    if !inbound {
+                        self.book.add(&peer_id, &address);
+                        self.save_book();
+                    }
+                    let status = self.status();
+                    self.send_request(peer_id, Request::Status(status), Asked::Status);
+                }
+                self.refresh_peers();
+            }
+            SwarmEvent::ConnectionClosed { peer_id, num_established, .. } => {
+                if num_established == 0 {
+                    self.peers.remove(&peer_id);
+                    self.blocks_in_flight.retain(|_, p| *p != peer_id);
+                    tracing::info!(peer = %peer_id, "peer disconnected");
+                } else if let Some(state) = self.peers.get_mut(&peer_id) {
+                    state.connections = state.connections.saturating_sub(1);
+                }
+                self.refresh_peers();
+            }
+            SwarmEvent::Behaviour(event) => self.on_behaviour_event(event),
+            _ => {}
+        }
+    }
+
+    fn on_behaviour_event(&mut self, event: BehaviourEvent) {
+        match event {
+            BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
+                if info.protocol_version != identify_version(&self.genesis) {
+                    tracing::info!(peer = %peer_id, version = info.protocol_version, "peer of another network");
+                    let _ = self.swarm.disconnect_peer_id(peer_id);
+                    return;
+                }
+                if let Some(state) = self.peers.get_mut(&peer_id) {
+                    state.agent = info.agent_version.clone();
+                }
+                if let Some(kad) = self.swarm.behaviour_mut().kad.as_mut() {
+                    for address in info.listen_addrs.iter().take(8) {
+                        kad.add_address(&peer_id, address.clone());
+                    }
+                }
+                if let Some(address) = info.listen_addrs.iter().find(|a| ip_of(a).is_some()) {
+                    self.book.add(&peer_id, address);
+                }
+            }
+            BehaviourEvent::Kad(kad::Event::RoutingUpdated { peer, addresses, .. })
+                if self.config.discovery
+                    && self.peers.len() < self.config.outbound_target
+                    && !self.swarm.is_connected(&peer) =>
+            {
+                let address = addresses.first().clone().with_p2p(peer).unwrap_or_else(|a| a);
+                self.dial(address);
+            }
+            BehaviourEvent::Mdns(mdns::Event::Discovered(found)) if self.config.discovery => {
+                for (peer, address) in found {
+                    self.dial(address.with_p2p(peer).unwrap_or_else(|a| a));
+                }
+            }
+            BehaviourEvent::Gossipsub(gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            }) => {
+                self.on_gossip(propagation_source, message_id, message);
+            }
+            BehaviourEvent::Sync(request_response::Event::Message { peer, message, .. }) => match message {
+                request_response::Message::Request { request, channel, .. } => {
+                    self.on_request(peer, request, channel)
+                }
+                request_response::Message::Response { request_id, response } => {
+                    self.on_response(peer, request_id, response);
+                }
+            },
+            BehaviourEvent::Sync(request_response::Event::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            }) => {
+                let Some((_, asked)) = self.asked.remove(&request_id) else { return };
+                if let Some(state) = self.peers.get_mut(&peer) {
+                    if !matches!(asked, Asked::Status) {
+                        state.requests_in_flight = state.requests_in_flight.saturating_sub(1);
+                    }
+                    if matches!(asked, Asked::Headers) {
+                        state.headers_in_flight = false;
+                    }
+                }
+                tracing::debug!(%peer, "sync request failed: {error}");
+                if let Asked::Blocks(hashes) = asked {
+                    let now = Instant::now();
+                    for hash in hashes {
+                        self.blocks_in_flight.remove(&hash);
+                        self.avoid.insert((hash, peer), now);
+                    }
+                    if matches!(error, request_response::OutboundFailure::Timeout) {
+                        self.penalize(peer, Offence::Stall);
+                    }
+                    self.schedule_blocks();
+                }
+            }
+            BehaviourEvent::Sync(request_response::Event::InboundFailure { peer, error, .. }) => {
+                if matches!(error, request_response::InboundFailure::Io(_)) {
+                    // A request that does not decode, or is over its cap.
+                    self.penalize(peer, Offence::ProtocolViolation);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn on_gossip(&mut self, source: PeerId, id: gossipsub::MessageId, message: gossipsub::Message) {
+        if let Some(state) = self.peers.get_mut(&source) {
+            state.bytes_in += message.data.len() as u64;
+        }
+        let node = self.node.clone();
+        if message.topic == self.blocks_topic.hash() {
+            let Ok(block) = Block::decode(&message.data) else {
+                self.report(&id, &source, gossipsub::MessageAcceptance::Reject);
+                self.penalize(source, Offence::ProtocolViolation);
+                return;
+            };
+            let (known, parent_known) = {
+                let state = node.state();
+                (
+                    state.chain.has_body(&block.block_hash()),
+                    state.chain.entry(&block.header.prev_block).is_some(),
+                )
+            };
+            if known {
+                self.report(&id, &source, gossipsub::MessageAcceptance::Ignore);
+                return;
+            }
+            if !parent_known {
+                // Not checkable yet: catch up with the sender first.
+                self.report(&id, &source, gossipsub::MessageAcceptance::Ignore);
+                self.request_headers(source);
+                return;
+            }
+            self.tasks.push(tokio::task::spawn_blocking(move || Outcome::GossipBlock {
+                source,
+                id,
+                result: node.accept_block(block),
+            }));
+        } else if message.topic == self.transactions_topic.hash() {
+            let Ok(tx) = Transaction::decode(&message.data) else {
+                self.report(&id, &source, gossipsub::MessageAcceptance::Reject);
+                self.penalize(source, Offence::ProtocolViolation);
+                return;
+            };
+            self.tasks.push(tokio::task::spawn_blocking(move || Outcome::GossipTransaction {
+                source,
+                id,
+                result: node.accept_transaction(tx).map(|_| ()),
+            }));
+        } else {
+            self.report(&id, &source, gossipsub::MessageAcceptance::Reject);
+            self.penalize(source, Offence::Unrequested);
+        }
+    }
+
+    fn report(
+        &mut self,
+        id: &gossipsub::MessageId,
+        source: &PeerId,
+        acceptance: gossipsub::MessageAcceptance,
+    ) {
+        self.swarm.behaviour_mut().gossipsub.report_message_validation_result(id, source, acceptance);
+    }
+
+    fn on_request(
+        &mut self,
+        peer: PeerId,
+        request: Request,
+        channel: request_response::ResponseChannel<Response>,
+    ) {
+        if let Some(state) = self.peers.get_mut(&peer) {
+            state.bytes_in += request.to_bytes().len() as u64;
+        }
+        let node = self.node.clone();
+        match request {
+            Request::Status(status) => {
+                let ours = self.status();
+                let _ = self.swarm.behaviour_mut().sync.send_response(channel, Response::Status(ours));
+                self.on_status(peer, status);
+            }
+            Request::Headers { locator } => {
+                self.tasks.push(tokio::task::spawn_blocking(move || {
+                    let headers = node.state().chain.headers_after(&locator, MAX_HEADERS_PER_ANSWER);
+                    Outcome::Respond(channel, Response::Headers(headers), peer)
+                }));
+            }
+            Request::Blocks(hashes) => {
+                self.tasks.push(tokio::task::spawn_blocking(move || {
+                    let mut blocks = Vec::new();
+                    let mut size = 0;
+                    for hash in hashes {
+                        let block = node.state().chain.block(&hash).ok().flatten();
+                        if let Some(block) = block {
+                            size += block.size();
+                            blocks.push(block);
+                            if size >= BLOCKS_ANSWER_BUDGET {
+                                break;
+                            }
+                        }
+                    }
+                    Outcome::Respond(channel, Response::Blocks(blocks), peer)
+                }));
+            }
+        }
+    }
+
+    fn on_status(&mut self, peer: PeerId, status: Status) {
+        if status.genesis != self.genesis {
+            self.penalize(peer, Offence::ProtocolViolation);
+            let _ = self.swarm.disconnect_peer_id(peer);
+            return;
+        }
+        if let Some(state) = self.peers.get_mut(&peer) {
+            state.status = Some(status);
+            state.last_status = Instant::now();
+        }
+        self.refresh_peers();
+        let best = self.node.state().chain.best_header();
+        if status.tip.chain_work > best.chain_work {
+            self.request_headers(peer);
+        }
+        self.schedule_blocks();
+    }
+
+    /// Asks `peer` for the headers after what we have (and what it already sent).
+    fn request_headers(&mut self, peer: PeerId) {
+        let Some(state) = self.peers.get(&peer) else { return };
+        if state.headers_in_flight {
+            return;
+        }
+        let mut locator = Vec::new();
+        if let Some(last) = state.pending_headers.last() {
+            locator.push(last.block_hash());
+        }
+        {
+            let node = self.node.state();
+            let best = node.chain.best_header();
+            locator.extend(node.chain.locator(&best.hash));
+        }
+        locator.truncate(MAX_LOCATOR);
+        if let Some(state) = self.peers.get_mut(&peer) {
+            state.headers_in_flight = true;
+        }
+        self.send_request(peer, Request::Headers { locator }, Asked::Headers);
+    }
+
+    fn on_response(&mut self, peer: PeerId, id: request_response::OutboundRequestId, response: Response) {
+        let Some((_, asked)) = self.asked.remove(&id) else {
+            self.penalize(peer, Offence::Unrequested);
+            return;
+        };
+        if let Some(state) = self.peers.get_mut(&peer) {
+            state.bytes_in += response.to_bytes().len() as u64;
+            if !matches!(asked, Asked::Status) {
+                state.requests_in_flight = state.requests_in_flight.saturating_sub(1);
+            }
+        }
+        match (asked, response) {
+            (Asked::Status, Response::Status(status)) => self.on_status(peer, status),
+            (Asked::Headers, Response::Headers(headers)) => self.on_headers(peer, headers),
+            (Asked::Blocks(asked), Response::Blocks(blocks)) => self.on_blocks(peer, &asked, blocks),
+            (asked, _) => {
+                tracing::debug!(%peer, ?asked, "answer of the wrong kind");
+                if let Asked::Blocks(hashes) = asked {
+                    for hash in hashes {
+                        self.blocks_in_flight.remove(&hash);
+                    }
+                }
+                self.penalize(peer, Offence::ProtocolViolation);
+            }
+        }
+    }
+
+    fn on_headers(&mut self, peer: PeerId, headers: Vec<BlockHeader>) {
+        let Some(state) = self.peers.get_mut(&peer) else { return };
+        if headers.is_empty() {
+            state.headers_in_flight = false;
+            self.schedule_blocks();
+            return;
+        }
+        let pending = std::mem::take(&mut state.pending_headers);
+        let node = self.node.clone();
+        let minimum = self.config.minimum_chain_work;
+        self.tasks.push(tokio::task::spawn_blocking(move || {
+            let full = headers.len() == MAX_HEADERS_PER_ANSWER;
+            let (pending, result) = take_headers(&node, pending, headers, minimum);
+            Outcome::Headers { peer, full, pending, result }
+        }));
+    }
+
+    fn on_blocks(&mut self, peer: PeerId, asked: &[BlockHash], blocks: Vec<Block>) {
+        let now = Instant::now();
+        let delivered: HashSet<BlockHash> = blocks.iter().map(Block::block_hash).collect();
+        for hash in asked {
+            if self.blocks_in_flight.get(hash) == Some(&peer) {
+                self.blocks_in_flight.remove(hash);
+            }
+            // It does not have this one (another branch, or pruned): ask someone else.
+            if !delivered.contains(hash) {
+                self.avoid.insert((*hash, peer), now);
+            }
+        }
+        let mut wanted = Vec::new();
+        let mut junk = false;
+        for block in blocks {
+            if asked.contains(&block.block_hash()) {
+                wanted.push(block);
+            } else {
+                junk = true;
+            }
+        }
+        if junk {
+            self.penalize(peer, Offence::Unrequested);
+        }
+        let node = self.node.clone();
+        self.tasks.push(tokio::task::spawn_blocking(move || {
+            let mut failures = Vec::new();
+            for block in wanted {
+                let hash = block.block_hash();
+                if let Err(e) = node.accept_block(block) {
+                    failures.push((hash, e));
+                }
+            }
+            Outcome::Blocks { peer, failures }
+        }));
+    }
+
+    fn on_outcome(&mut self, outcome: Outcome) {
+        match outcome {
+            Outcome::Respond(channel, response, peer) => {
+                let size = response.to_bytes().len() as u64;
+                if let Some(state) = self.peers.get_mut(&peer) {
+                    state.bytes_out += size;
+                }
+                let _ = self.swarm.behaviour_mut().sync.send_response(channel, response);
+            }
+            Outcome::GossipBlock { source, id, result } => {
+                use gossipsub::MessageAcceptance::{Accept, Ignore, Reject};
+                let acceptance = match &result {
+                    Ok(Accepted::Activated | Accepted::SideBranch) => Accept,
+                    Ok(Accepted::Duplicate | Accepted::Orphan) | Err(ChainError::Store(_)) => Ignore,
+                    Err(ChainError::Header(error)) if !error.is_permanent() => Ignore,
+                    Err(_) => Reject,
+                };
+                if let Err(error) = &result {
+                    tracing::info!(peer = %source, "gossiped block refused: {error}");
+                }
+                self.report(&id, &source, acceptance);
+                if acceptance == Reject {
+                    self.penalize(source, Offence::InvalidBlock);
+                }
+                self.schedule_blocks();
+            }
+            Outcome::GossipTransaction { source, id, result } => {
+                use gossipsub::MessageAcceptance::{Accept, Ignore, Reject};
+                let acceptance = match &result {
+                    Ok(()) => Accept,
+                    Err(MempoolError::Consensus(_) | MempoolError::Coinbase) => Reject,
+                    Err(_) => Ignore,
+                };
+                self.report(&id, &source, acceptance);
+                if acceptance == Reject {
+                    self.penalize(source, Offence::InvalidTransaction);
+                }
+            }
+            Outcome::Headers { peer, full, pending, result } => {
+                let Some(state) = self.peers.get_mut(&peer) else { return };
+                state.headers_in_flight = false;
+                state.pending_headers = pending;
+                match result {
+                    Ok(stored) => {
+                        if stored > 0 {
+                            tracing::debug!(%peer, stored, "headers stored");
+                        }
+                        let behind = state.status.is_some_and(|s| {
+                            s.tip.chain_work > self.node.state().chain.best_header().chain_work
+                        });
+                        if full || (stored > 0 && behind) {
+                            self.request_headers(peer);
+                        }
+                    }
+                    Err(error) => {
+                        tracing::info!(%peer, "headers refused: {error}");
+                        state.pending_headers.clear();
+                        if error.is_misbehaviour() {
+                            self.penalize(peer, Offence::InvalidHeaders);
+                        }
+                    }
+                }
+                self.schedule_blocks();
+            }
+            Outcome::Blocks { peer, failures } => {
+                self.tell_tip();
+                for (hash, error) in failures {
+                    tracing::info!(%peer, %hash, "block refused: {error}");
+                    match error {
+                        ChainError::Store(_) => {}
+                        ChainError::Header(e) if !e.is_permanent() => {}
+                        _ => self.penalize(peer, Offence::InvalidBlock),
+                    }
+                }
+                self.schedule_blocks();
+            }
+        }
+    }
+
+    /// Asks peers for the missing bodies of the best header chain.
+    fn schedule_blocks(&mut self) {
+        let now = Instant::now();
+        self.avoid.retain(|_, when| now.duration_since(*when) < Duration::from_secs(60));
+        let missing: Vec<(BlockHash, u32)> = {
+            let state = self.node.state();
+            state
+                .chain
+                .missing_bodies(1024)
+                .into_iter()
+                .filter(|hash| !self.blocks_in_flight.contains_key(hash))
+                .filter_map(|hash| state.chain.entry(&hash).map(|e| (hash, e.record.height.get())))
+                .collect()
+        };
+        if missing.is_empty() {
+            return;
+        }
+        let mut peers: Vec<(PeerId, u32, usize)> = self
+            .peers
+            .iter()
+            .filter_map(|(peer, s)| s.status.map(|st| (*peer, st.tip.height.get(), s.requests_in_flight)))
+            .filter(|(_, _, in_flight)| *in_flight < REQUESTS_PER_PEER)
+            .collect();
+        peers.sort_by_key(|(_, _, in_flight)| *in_flight);
+        let mut queue = missing.into_iter().peekable();
+        let mut requests = Vec::new();
+        'peers: for (peer, height, in_flight) in peers {
+            for _ in in_flight..REQUESTS_PER_PEER {
+                let mut batch = Vec::new();
+                while batch.len() < MAX_BLOCKS_PER_REQUEST {
+                    let Some((hash, block_height)) = queue.peek().copied() else { break };
+                    if block_height > height {
+                        continue 'peers;
+                    }
+                    if self.avoid.contains_key(&(hash, peer)) {
+                        break;
+                    }
+                    queue.next();
+                    batch.push(hash);
+                }
+                if batch.is_empty() {
+                    continue 'peers;
+                }
+                requests.push((peer, batch));
+            }
+        }
+        for (peer, batch) in requests {
+            for hash in &batch {
+                self.blocks_in_flight.insert(*hash, peer);
+            }
+            self.send_request(peer, Request::Blocks(batch.clone()), Asked::Blocks(batch));
+        }
+    }
+
+    fn on_tick(&mut self) {
+        let now = Instant::now();
+        // Keep tips fresh.
+        let stale: Vec<PeerId> = self
+            .peers
+            .iter()
+            .filter(|(_, s)| now.duration_since(s.last_status) > STATUS_INTERVAL)
+            .map(|(p, _)| *p)
+            .collect();
+        for peer in stale {
+            if let Some(state) = self.peers.get_mut(&peer) {
+                state.last_status = now;
+            }
+            let status = self.status();
+            self.send_request(peer, Request::Status(status), Asked::Status);
+        }
+        // Keep the chosen peers connected, and enough outbound connections.
+        for address in self.keep.clone() {
+            let connected = peer_of(&address).is_some_and(|p| self.swarm.is_connected(&p))
+                || self.peers.values().any(|s| s.address == address);
+            if !connected {
+                self.dial(address);
+            }
+        }
+        let outbound = self.peers.values().filter(|s| !s.inbound).count();
+        if self.config.discovery && outbound < self.config.outbound_target {
+            let candidates: Vec<Multiaddr> = self
+                .book
+                .peers()
+                .into_iter()
+                .filter(|(peer, _)| !self.swarm.is_connected(peer) && *peer != self.shared.peer_id)
+                .filter_map(|(peer, addresses)| {
+                    addresses.last().map(|a| a.clone().with_p2p(peer).unwrap_or_else(|a| a))
+                })
+                .take(self.config.outbound_target - outbound)
+                .collect();
+            for address in candidates {
+                self.dial(address);
+            }
+        }
+        self.schedule_blocks();
+        self.refresh_peers();
+    }
+
+    fn refresh_peers(&self) {
+        let now = Instant::now();
+        let mut list: Vec<PeerInfo> = self
+            .peers
+            .iter()
+            .map(|(peer, s)| PeerInfo {
+                id: peer.to_string(),
+                address: s.address.to_string(),
+                inbound: s.inbound,
+                score: s.score.value(now),
+                best_height: s.status.map(|st| st.tip.height.get()),
+                bytes_in: s.bytes_in,
+                bytes_out: s.bytes_out,
+                connected_secs: now.duration_since(s.connected_at).as_secs(),
+                agent: s.agent.clone(),
+            })
+            .collect();
+        list.sort_by(|a, b| a.id.cmp(&b.id));
+        *self.shared.peers.lock().expect("peers lock") = list;
+    }
+}
+
+/// Checks headers a peer sent (continuing what it sent before, or starting
+/// from a block we know) and stores the run once it beats the active chain
+/// and the minimum chain work. Returns what is still pending.
+fn take_headers(
+    node: &Node,
+    mut pending: Vec<BlockHeader>,
+    headers: Vec<BlockHeader>,
+    minimum: Work,
+) -> (Vec<BlockHeader>, Result<usize, HeadersError>) {
+    let now = unix_now();
+    let mut state = node.state();
+    let chain = &mut state.chain;
+    // Headers we already have (overlap with the locator) are skipped.
+    let fresh: Vec<BlockHeader> =
+        headers.into_iter().skip_while(|h| chain.entry(&h.block_hash()).is_some()).collect();
+    let Some(first) = fresh.first() else { return (pending, Ok(0)) };
+    let continues = pending.last().is_some_and(|last| last.block_hash() == first.prev_block);
+    if !continues {
+        pending.clear();
+    }
+    let work = match chain.check_headers(&pending, &fresh, now) {
+        Ok(work) => work,
+        Err(error) => return (Vec::new(), Err(error)),
+    };
+    pending.extend(fresh);
+    if work > chain.tip_summary().chain_work && work >= minimum {
+        let result = chain.store_headers(&pending, now);
+        return (Vec::new(), result);
+    }
+    if pending.len() > HEADER_BUDGET {
+        pending.clear();
+    }
+    (pending, Ok(0))
+}
