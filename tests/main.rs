@@ -4,6 +4,7 @@
 //! (or `$CAIRN_VECTORS`) in place and check every case; a missing file
 //! fails the test loudly.
 
+mod adversary;
 mod miner;
 mod network;
 mod node;

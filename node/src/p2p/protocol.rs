@@ -92,6 +92,10 @@ pub enum Request {
     },
     /// Blocks by hash.
     Blocks(Vec<BlockHash>),
+    /// Never sent: what a request that does not decode, or is over its cap,
+    /// reads as, so the node sees it and penalizes the sender (libp2p
+    /// reports no event for a request its codec could not read).
+    Malformed(String),
 }
 
 /// A sync answer.
@@ -177,6 +181,8 @@ impl Request {
                 out.push(KIND_BLOCKS);
                 encode_hashes(hashes, &mut out);
             }
+            // A kind no reader accepts.
+            Self::Malformed(_) => out.push(u8::MAX),
         }
         out
     }
@@ -327,7 +333,13 @@ impl libp2p::request_response::Codec for SyncCodec {
     where
         T: AsyncRead + Unpin + Send,
     {
-        Request::from_bytes(&read_frame(io, MAX_REQUEST_SIZE).await?).map_err(invalid)
+        match read_frame(io, MAX_REQUEST_SIZE).await {
+            Ok(frame) => {
+                Ok(Request::from_bytes(&frame).unwrap_or_else(|e| Request::Malformed(e.to_string())))
+            }
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => Ok(Request::Malformed(e.to_string())),
+            Err(e) => Err(e),
+        }
     }
 
     async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Response>
@@ -341,6 +353,12 @@ impl libp2p::request_response::Codec for SyncCodec {
     where
         T: AsyncWrite + Unpin + Send,
     {
+        if let Request::Malformed(reason) = request {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("not a request to send: {reason}"),
+            ));
+        }
         write_frame(io, &request.to_bytes(), MAX_REQUEST_SIZE).await
     }
 

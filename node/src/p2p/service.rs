@@ -850,11 +850,11 @@ impl Service {
                     }
                     self.schedule_blocks();
                 }
-            }
-            BehaviourEvent::Sync(request_response::Event::InboundFailure { peer, error, .. }) => {
-                if matches!(error, request_response::InboundFailure::Io(_)) {
-                    // A request that does not decode, or is over its cap.
-                    self.penalize(peer, Offence::ProtocolViolation);
+                // An answer that does not decode, or is over its cap.
+                if let request_response::OutboundFailure::Io(e) = &error {
+                    if e.kind() == std::io::ErrorKind::InvalidData {
+                        self.penalize(peer, Offence::ProtocolViolation);
+                    }
                 }
             }
             _ => {}
@@ -941,6 +941,11 @@ impl Service {
                     let headers = node.state().chain.headers_after(&locator, MAX_HEADERS_PER_ANSWER);
                     Outcome::Respond(channel, Response::Headers(headers), peer)
                 }));
+            }
+            Request::Malformed(reason) => {
+                tracing::debug!(%peer, "malformed request: {reason}");
+                drop(channel);
+                self.penalize(peer, Offence::ProtocolViolation);
             }
             Request::Blocks(hashes) => {
                 self.tasks.push(tokio::task::spawn_blocking(move || {

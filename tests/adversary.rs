@@ -1,0 +1,413 @@
+//! An adversarial peer: a libp2p host in the test process that speaks the
+//! real protocols (identify, gossipsub on the real topics, the sync
+//! protocol) against a real `cairn-node` (the victim), which also has an
+//! honest peer. Each attack uses a fresh identity; the victim must refuse
+//! the data, ban the sender, never forward the data to its honest peer,
+//! keep its memory bounded, and keep following the honest chain.
+
+use std::io;
+use std::time::Duration;
+
+use cairn_consensus::chain::check_header;
+use cairn_consensus::merkle::block_merkle_root;
+use cairn_consensus::{
+    Amount, Block, BlockHeader, CompactTarget, Encode, Lock, Network, OutPoint, Params, Transaction, TxIn,
+    TxOut,
+};
+use cairn_node::p2p::protocol::{
+    blocks_topic, identify_version, sync_protocol, transactions_topic, Request, Response, Status,
+};
+use libp2p::futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt};
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{
+    gossipsub, identify, identity, noise, request_response, tcp, yamux, Multiaddr, PeerId, StreamProtocol,
+    Swarm,
+};
+use serde_json::{json, Value};
+
+use crate::network::{address, block_at, keypair, spend, tip, wait_until};
+use crate::support::{NodeProcess, Rpc};
+
+/// Writes whatever bytes it is given, with a length prefix that may lie.
+#[derive(Debug, Clone, Default)]
+struct RawCodec;
+
+/// A raw frame: the length to claim, and the bytes to send.
+#[derive(Debug, Clone)]
+struct Frame {
+    claimed: u32,
+    body: Vec<u8>,
+}
+
+impl Frame {
+    fn honest(body: Vec<u8>) -> Self {
+        Self { claimed: body.len() as u32, body }
+    }
+}
+
+impl request_response::Codec for RawCodec {
+    type Protocol = StreamProtocol;
+    type Request = Frame;
+    type Response = Vec<u8>;
+
+    async fn read_request<T: AsyncRead + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+    ) -> io::Result<Frame> {
+        let mut length = [0u8; 4];
+        io.read_exact(&mut length).await?;
+        let mut body = vec![0; u32::from_le_bytes(length).min(1 << 20) as usize];
+        io.read_exact(&mut body).await?;
+        Ok(Frame::honest(body))
+    }
+
+    async fn read_response<T: AsyncRead + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+    ) -> io::Result<Vec<u8>> {
+        let mut body = Vec::new();
+        io.take(16 << 20).read_to_end(&mut body).await?;
+        Ok(body)
+    }
+
+    async fn write_request<T: AsyncWrite + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        frame: Frame,
+    ) -> io::Result<()> {
+        io.write_all(&frame.claimed.to_le_bytes()).await?;
+        io.write_all(&frame.body).await?;
+        io.close().await
+    }
+
+    async fn write_response<T: AsyncWrite + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        body: Vec<u8>,
+    ) -> io::Result<()> {
+        io.write_all(&(body.len() as u32).to_le_bytes()).await?;
+        io.write_all(&body).await?;
+        io.close().await
+    }
+}
+
+#[derive(NetworkBehaviour)]
+struct Attacker {
+    identify: identify::Behaviour,
+    gossipsub: gossipsub::Behaviour,
+    sync: request_response::Behaviour<RawCodec>,
+}
+
+/// One attacking host with a fresh identity, connected to the victim.
+struct Adversary {
+    runtime: tokio::runtime::Runtime,
+    swarm: Swarm<Attacker>,
+    victim: PeerId,
+    genesis: cairn_consensus::BlockHash,
+    /// What to answer the victim's status requests with.
+    claimed: Option<Status>,
+    /// Headers to answer the victim's headers requests with.
+    headers: Vec<BlockHeader>,
+}
+
+impl Adversary {
+    fn connect(victim_address: &str) -> Self {
+        let genesis = Params::for_network(Network::Regtest).genesis_hash;
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        let key = identity::Keypair::generate_ed25519();
+        let mut swarm = runtime.block_on(async {
+            libp2p::SwarmBuilder::with_existing_identity(key)
+                .with_tokio()
+                .with_tcp(tcp::Config::default(), noise::Config::new, yamux::Config::default)
+                .expect("tcp")
+                .with_behaviour(|key| {
+                    let config = gossipsub::ConfigBuilder::default()
+                        .max_transmit_size(4 << 20)
+                        .validation_mode(gossipsub::ValidationMode::Strict)
+                        .build()
+                        .expect("gossipsub config");
+                    Attacker {
+                        identify: identify::Behaviour::new(identify::Config::new(
+                            identify_version(&genesis),
+                            key.public(),
+                        )),
+                        gossipsub: gossipsub::Behaviour::new(
+                            gossipsub::MessageAuthenticity::Signed(key.clone()),
+                            config,
+                        )
+                        .expect("gossipsub"),
+                        sync: request_response::Behaviour::with_codec(
+                            RawCodec,
+                            [(sync_protocol(&genesis), request_response::ProtocolSupport::Full)],
+                            request_response::Config::default(),
+                        ),
+                    }
+                })
+                .expect("behaviour")
+                .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+                .build()
+        });
+        for topic in [blocks_topic(&genesis), transactions_topic(&genesis)] {
+            swarm.behaviour_mut().gossipsub.subscribe(&gossipsub::IdentTopic::new(topic)).expect("subscribe");
+        }
+        let address: Multiaddr = victim_address.parse().expect("multiaddr");
+        let victim = address
+            .iter()
+            .find_map(|p| if let libp2p::multiaddr::Protocol::P2p(peer) = p { Some(peer) } else { None })
+            .expect("the address names the peer");
+        {
+            let _inside = runtime.enter();
+            swarm.dial(address).expect("dial");
+        }
+        let mut adversary = Self { runtime, swarm, victim, genesis, claimed: None, headers: Vec::new() };
+        let mut subscribed = 0;
+        adversary.drive(Duration::from_secs(20), |event| {
+            if let SwarmEvent::Behaviour(AttackerEvent::Gossipsub(gossipsub::Event::Subscribed { .. })) =
+                event
+            {
+                subscribed += 1;
+            }
+            subscribed >= 2
+        });
+        assert_eq!(subscribed, 2, "the victim subscribed to both topics");
+        adversary
+    }
+
+    fn peer_id(&self) -> PeerId {
+        *self.swarm.local_peer_id()
+    }
+
+    /// Runs the swarm, answering the victim's requests, until `done` says
+    /// so or `limit` passes; returns whether `done` said so.
+    fn drive(&mut self, limit: Duration, mut done: impl FnMut(&SwarmEvent<AttackerEvent>) -> bool) -> bool {
+        let Self { runtime, swarm, claimed, headers, genesis, .. } = self;
+        runtime.block_on(async {
+            let deadline = tokio::time::Instant::now() + limit;
+            loop {
+                let event = tokio::select! {
+                    event = swarm.select_next_some() => event,
+                    () = tokio::time::sleep_until(deadline) => return false,
+                };
+                let event = match event {
+                    SwarmEvent::Behaviour(AttackerEvent::Sync(request_response::Event::Message {
+                        message: request_response::Message::Request { request, channel, .. },
+                        ..
+                    })) => {
+                        let answer = match Request::from_bytes(&request.body) {
+                            Ok(Request::Status(theirs)) => Response::Status(
+                                claimed.unwrap_or(Status { genesis: *genesis, tip: theirs.tip }),
+                            ),
+                            Ok(Request::Headers { .. }) => Response::Headers(headers.clone()),
+                            Ok(Request::Blocks(_) | Request::Malformed(_)) | Err(_) => {
+                                Response::Blocks(Vec::new())
+                            }
+                        };
+                        let _ = swarm.behaviour_mut().sync.send_response(channel, answer.to_bytes());
+                        continue;
+                    }
+                    other => other,
+                };
+                if done(&event) {
+                    return true;
+                }
+            }
+        })
+    }
+
+    fn publish(&mut self, topic: String, bytes: Vec<u8>) {
+        let topic = gossipsub::IdentTopic::new(topic);
+        self.swarm.behaviour_mut().gossipsub.publish(topic, bytes).expect("published");
+    }
+
+    fn publish_block(&mut self, block: &Block) {
+        self.publish(blocks_topic(&self.genesis), block.encode());
+    }
+
+    fn send_raw(&mut self, frame: Frame) {
+        let victim = self.victim;
+        self.swarm.behaviour_mut().sync.send_request(&victim, frame);
+    }
+
+    /// Runs until the victim closes the connection; returns whether it did.
+    fn until_disconnected(&mut self, limit: Duration) -> bool {
+        let victim = self.victim;
+        self.drive(limit, |event| {
+            matches!(event, SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } if *peer_id == victim)
+        })
+    }
+}
+
+fn banned(rpc: &Rpc) -> Vec<String> {
+    rpc.ok("listbanned", json!([]))
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|b| b["address"].as_str().expect("address").to_owned())
+        .collect()
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .expect("VmRSS")
+}
+
+/// A block on `rpc`'s tip with `txs`, a coinbase paying the subsidy, and a
+/// nonce that meets the target (or, with `bad_work`, one that does not).
+fn block_on_tip(rpc: &Rpc, txs: Vec<Transaction>, bad_work: bool) -> Block {
+    let template = rpc.ok("getblocktemplate", json!([]));
+    let height = template["height"].as_u64().expect("height") as u32;
+    let params = Params::for_network(Network::Regtest);
+    let mut data = height.to_le_bytes().to_vec();
+    data.extend_from_slice(&[7; 8]);
+    let coinbase = Transaction {
+        version: 1,
+        inputs: vec![TxIn { prevout: OutPoint::NULL, data, sequence: u32::MAX, witness: Vec::new() }],
+        outputs: vec![TxOut {
+            amount: params.subsidy(cairn_consensus::Height::new(height)),
+            lock: Lock::key(keypair(9).x_only_public_key().0.serialize()),
+        }],
+        lock_time: 0,
+    };
+    let bits = u32::from_str_radix(template["bits"].as_str().expect("bits"), 16).expect("hex");
+    let mut block = Block {
+        header: BlockHeader {
+            version: 1,
+            prev_block: template["previousblockhash"].as_str().expect("hash").parse().expect("hash"),
+            merkle_root: cairn_consensus::MerkleRoot::from_byte_array([0; 32]),
+            time: template["curtime"].as_u64().expect("time") as u32,
+            bits: CompactTarget::from_consensus(bits),
+            nonce: 0,
+        },
+        transactions: std::iter::once(coinbase).chain(txs).collect(),
+    };
+    block.header.merkle_root = block_merkle_root(&block).root;
+    while check_header(&block.header, &params).is_ok() == bad_work {
+        block.header.nonce += 1;
+    }
+    block
+}
+
+fn not_known(rpc: &Rpc, block: &Block) -> bool {
+    rpc.call("getblockheader", json!([block.block_hash().to_string()])).is_err()
+}
+
+#[test]
+fn an_adversarial_peer_is_refused_banned_and_never_relayed() {
+    let (dir_v, dir_h) = (tempfile::tempdir().expect("tempdir"), tempfile::tempdir().expect("tempdir"));
+    let victim = NodeProcess::start(dir_v.path(), &["--no-discovery"]);
+    let honest = NodeProcess::start(dir_h.path(), &["--no-discovery", "--connect", &victim.p2p_address()]);
+    honest.rpc.ok("generatetoaddress", json!([102, address(1)]));
+    wait_until(60, "the victim to follow the honest node", || tip(&victim.rpc) == tip(&honest.rpc));
+    let target = victim.p2p_address();
+    let mut bans = Vec::new();
+
+    // 1. A block whose hash does not meet its target.
+    let mut attacker = Adversary::connect(&target);
+    let bad_work = block_on_tip(&victim.rpc, Vec::new(), true);
+    attacker.publish_block(&bad_work);
+    assert!(attacker.until_disconnected(Duration::from_secs(20)), "banned for a block without work");
+    bans.push(attacker.peer_id());
+
+    // 2. A block whose transactions do not match its merkle root.
+    let mut attacker = Adversary::connect(&target);
+    let mut bad_merkle = block_on_tip(&victim.rpc, Vec::new(), false);
+    bad_merkle.transactions[0].outputs[0].amount = Amount::from_base_units(1).expect("amount");
+    attacker.publish_block(&bad_merkle);
+    assert!(attacker.until_disconnected(Duration::from_secs(20)), "banned for a body that does not match");
+    bans.push(attacker.peer_id());
+
+    // 3. A block that spends one coin twice.
+    let mut attacker = Adversary::connect(&target);
+    let coinbase = block_at(&victim.rpc, 1).transactions[0].clone();
+    let double = block_on_tip(
+        &victim.rpc,
+        vec![spend(&coinbase, 0, 1, 2, 1_000), spend(&coinbase, 0, 1, 3, 2_000)],
+        false,
+    );
+    attacker.publish_block(&double);
+    assert!(attacker.until_disconnected(Duration::from_secs(20)), "banned for a double spend");
+    bans.push(attacker.peer_id());
+
+    // 4. Headers that claim more work and do not form a chain.
+    let mut attacker = Adversary::connect(&target);
+    let first = block_on_tip(&victim.rpc, Vec::new(), false).header;
+    let mut second = first;
+    second.prev_block = cairn_consensus::BlockHash::from_byte_array([0xab; 32]);
+    attacker.headers = vec![first, second];
+    attacker.claimed = Some(Status {
+        genesis: Params::for_network(Network::Regtest).genesis_hash,
+        tip: cairn_node::chain::TipSummary {
+            hash: first.block_hash(),
+            height: cairn_consensus::Height::new(10_000),
+            chain_work: cairn_consensus::Work::from_u256(cairn_consensus::U256::from_u64(u64::MAX)),
+        },
+    });
+    let status = Request::Status(attacker.claimed.expect("claimed")).to_bytes();
+    attacker.send_raw(Frame::honest(status));
+    assert!(attacker.until_disconnected(Duration::from_secs(30)), "banned for headers that are not a chain");
+    bans.push(attacker.peer_id());
+
+    // 5. Oversized and malformed sync requests.
+    let mut attacker = Adversary::connect(&target);
+    attacker.send_raw(Frame { claimed: 1 << 30, body: vec![0; 64] });
+    attacker.send_raw(Frame::honest(vec![0xde, 0xad, 0xbe, 0xef]));
+    attacker.send_raw(Frame::honest(vec![1, 2, 0xff]));
+    assert!(attacker.until_disconnected(Duration::from_secs(30)), "banned for malformed requests");
+    bans.push(attacker.peer_id());
+
+    // 6. A flood of junk transactions (valid encodings, bad signatures).
+    let memory_before = rss_kib(victim.pid());
+    let mut attacker = Adversary::connect(&target);
+    let mut junk = spend(&coinbase, 0, 1, 4, 3_000);
+    for n in 1..=200u32 {
+        junk.lock_time = n;
+        let topic = transactions_topic(&Params::for_network(Network::Regtest).genesis_hash);
+        if attacker
+            .swarm
+            .behaviour_mut()
+            .gossipsub
+            .publish(gossipsub::IdentTopic::new(topic), junk.encode())
+            .is_err()
+        {
+            break;
+        }
+    }
+    assert!(
+        attacker.until_disconnected(Duration::from_secs(30)),
+        "banned for a flood of invalid transactions"
+    );
+    bans.push(attacker.peer_id());
+    let memory_after = rss_kib(victim.pid());
+    assert!(
+        memory_after < memory_before + 64 * 1024,
+        "memory stays bounded: {memory_before} KiB then {memory_after} KiB"
+    );
+
+    // Every attacker is banned, and a banned identity cannot come back.
+    let listed = banned(&victim.rpc);
+    for peer in &bans {
+        assert!(listed.contains(&peer.to_string()), "{peer} banned: {listed:?}");
+    }
+    // Nothing invalid was forwarded to the honest peer.
+    for block in [&bad_work, &bad_merkle, &double] {
+        assert!(not_known(&honest.rpc, block), "the honest node never saw {}", block.block_hash());
+        assert_ne!(tip(&victim.rpc), json!(block.block_hash().to_string()));
+    }
+    assert_eq!(honest.rpc.ok("getrawmempool", json!([])), json!([]), "no junk transaction was relayed");
+    assert_eq!(victim.rpc.ok("getrawmempool", json!([])), json!([]));
+
+    // And the victim still follows the honest chain.
+    let next: Value = honest.rpc.ok("generatetoaddress", json!([1, address(1)]));
+    wait_until(60, "the victim to take the honest block", || tip(&victim.rpc) == next[0]);
+    let peers = victim.rpc.ok("getpeerinfo", json!([]));
+    assert_eq!(peers.as_array().expect("peers").len(), 1, "only the honest peer is left: {peers}");
+}
