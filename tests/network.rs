@@ -219,3 +219,37 @@ fn a_restarted_node_rejoins_from_its_peer_book_and_catches_up() {
     wait_until(60, "b to rejoin and catch up", || tip(&b.rpc) == tip(&a.rpc));
     assert_eq!(peers(&b.rpc), 1);
 }
+
+#[test]
+fn the_devnet_command_runs_connected_mining_nodes_and_stops_them_all() {
+    let base = tempfile::tempdir().expect("tempdir");
+    let output = std::process::Command::new(crate::support::binary("cairn-node"))
+        .args(["devnet", "--nodes", "3", "--miners", "1", "--seconds", "20", "--datadir"])
+        .arg(base.path())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("running cairn-node devnet");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{text}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(text.contains("3 devnet nodes") && text.contains("(1 mining)"), "{text}");
+    // The last status round: one line per node, each with both other nodes as peers.
+    let lines: Vec<&str> = text.lines().filter(|l| l.starts_with("node ")).collect();
+    let last = &lines[lines.len() - 3..];
+    let mut heights = Vec::new();
+    for (index, line) in last.iter().enumerate() {
+        assert!(line.starts_with(&format!("node {index}: height")), "{line}");
+        assert!(line.contains(" 2 peers"), "{line}");
+        let height: u64 = line.split_whitespace().nth(3).and_then(|h| h.parse().ok()).expect("height");
+        heights.push(height);
+    }
+    assert!(heights[0] > 0, "the miner mined: {last:?}");
+    assert!(heights[1] > 0 && heights[2] > 0, "the others followed: {last:?}");
+    // Every node stopped: their RPC no longer answers.
+    for index in 0..3 {
+        let dir = base.path().join(format!("node{index}"));
+        let address = std::fs::read_to_string(dir.join("rpc.address")).expect("rpc.address");
+        let rpc = Rpc { addr: address.trim().parse().expect("address"), auth: None };
+        assert!(rpc.post(b"{}", None).is_err(), "node {index} still answers");
+        assert!(!dir.join(".cookie").exists(), "node {index} stopped cleanly (its cookie is gone)");
+    }
+}

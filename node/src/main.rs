@@ -31,8 +31,9 @@ struct Cli {
     /// The network: devnet (fast blocks for a CPU), regtest (tests) or main.
     #[arg(long, default_value = "devnet")]
     network: Network,
-    /// The data directory, used as given (default: ~/.cairn/<network>).
-    #[arg(long)]
+    /// The data directory, used as given (default: ~/.cairn/<network>; for
+    /// `devnet`, the directory that holds each node's: ~/.cairn/devnet-cluster).
+    #[arg(long, global = true)]
     datadir: Option<PathBuf>,
     /// Where JSON-RPC listens (default: 127.0.0.1 and the network's RPC port).
     #[arg(long)]
