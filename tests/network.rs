@@ -81,7 +81,7 @@ fn in_mempool(rpc: &Rpc, txid: &Value) -> bool {
 }
 
 /// Starts a node that dials only `connect` (no discovery).
-fn fixed(dir: &std::path::Path, connect: &[&str]) -> NodeProcess {
+pub fn fixed(dir: &std::path::Path, connect: &[&str]) -> NodeProcess {
     let mut args = vec!["--no-discovery"];
     for address in connect {
         args.extend(["--connect", address]);

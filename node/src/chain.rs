@@ -3,7 +3,8 @@
 //! store batch applied to memory only after it is written.
 
 use std::cell::RefCell;
-use std::collections::{HashMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 
 use cairn_consensus::chain::{
@@ -186,12 +187,24 @@ impl HeaderAncestry for Branch<'_> {
     }
 }
 
+/// An index entry's place in the ordering of candidates: more work first,
+/// then the one seen first.
+type Rank = (Work, Reverse<u64>, BlockHash);
+
+fn rank(hash: &BlockHash, entry: &Entry) -> Rank {
+    (entry.record.chain_work, Reverse(entry.seq), *hash)
+}
+
 /// The chain state.
 #[derive(Debug)]
 pub struct Chain {
     params: Params,
     store: Arc<dyn Store>,
     index: HashMap<BlockHash, Entry>,
+    /// Valid entries by (work, earliest first): the best header is the last.
+    ranked_headers: BTreeSet<Rank>,
+    /// Valid entries with bodies, likewise: where the best chain is looked for.
+    ranked_bodies: BTreeSet<Rank>,
     active: Vec<BlockHash>,
     orphans: HashMap<BlockHash, Block>,
     orphan_order: VecDeque<BlockHash>,
@@ -214,6 +227,8 @@ impl Chain {
             params,
             store,
             index: HashMap::new(),
+            ranked_headers: BTreeSet::new(),
+            ranked_bodies: BTreeSet::new(),
             active: Vec::new(),
             orphans: HashMap::new(),
             orphan_order: VecDeque::new(),
@@ -233,7 +248,7 @@ impl Chain {
             let header =
                 BlockHeader::from_bytes(&header_bytes.try_into().map_err(|_| StoreError::Corrupt("header"))?);
             let seq = chain.take_seq();
-            chain.index.insert(hash, Entry { header, record, seq });
+            chain.insert_entry(hash, Entry { header, record, seq });
         }
         match chain.store.get(Cf::Meta, META_TIP)? {
             None => chain.write_genesis()?,
@@ -260,6 +275,22 @@ impl Chain {
         Ok(chain)
     }
 
+    /// Adds or replaces an index entry, keeping the rankings in step.
+    fn insert_entry(&mut self, hash: BlockHash, entry: Entry) {
+        if let Some(old) = self.index.get(&hash) {
+            let old = rank(&hash, old);
+            self.ranked_headers.remove(&old);
+            self.ranked_bodies.remove(&old);
+        }
+        if entry.record.flags & INVALID == 0 {
+            self.ranked_headers.insert(rank(&hash, &entry));
+            if entry.record.flags & HAS_BODY != 0 {
+                self.ranked_bodies.insert(rank(&hash, &entry));
+            }
+        }
+        self.index.insert(hash, entry);
+    }
+
     fn take_seq(&mut self) -> u64 {
         self.next_seq += 1;
         self.next_seq
@@ -281,7 +312,7 @@ impl Chain {
         batch.put(Cf::Meta, META_TIP, hash.to_byte_array());
         self.store.write(batch)?;
         let seq = self.take_seq();
-        self.index.insert(hash, Entry { header: genesis.header, record, seq });
+        self.insert_entry(hash, Entry { header: genesis.header, record, seq });
         self.active = vec![hash];
         Ok(())
     }
@@ -586,7 +617,7 @@ impl Chain {
             Some(entry) => entry.seq,
             None => self.take_seq(),
         };
-        self.index.insert(hash, Entry { header: block.header, record, seq });
+        self.insert_entry(hash, Entry { header: block.header, record, seq });
 
         let tip_before = self.tip();
         self.just_stored = Some(block);
@@ -646,7 +677,7 @@ impl Chain {
         batch.put(Cf::Index, hash.to_byte_array(), record.to_bytes());
         self.store.write(batch)?;
         let seq = self.take_seq();
-        self.index.insert(hash, Entry { header: *header, record, seq });
+        self.insert_entry(hash, Entry { header: *header, record, seq });
         Ok(())
     }
 
@@ -670,42 +701,57 @@ impl Chain {
         for h in marked {
             if let Some(entry) = self.index.get_mut(&h) {
                 entry.record.flags |= INVALID;
+                let ranked = rank(&h, entry);
+                self.ranked_headers.remove(&ranked);
+                self.ranked_bodies.remove(&ranked);
             }
         }
         Ok(())
     }
 
-    /// The valid stored block with the most work (the first seen among equals).
+    /// The valid stored block with the most work whose ancestors all have
+    /// their bodies (the first seen among equals; the tip among equals to it).
     fn best_candidate(&self) -> BlockHash {
         let tip = self.tip();
-        let tip_entry = &self.index[&tip];
-        let mut best = (tip, tip_entry.record.chain_work, 0u64);
-        for (hash, entry) in &self.index {
-            let usable = entry.record.flags & HAS_BODY != 0 && entry.record.flags & INVALID == 0;
-            if usable
-                && (entry.record.chain_work > best.1
-                    || (entry.record.chain_work == best.1 && best.0 != tip && entry.seq < best.2))
-                && self.bodies_back_to_active(hash)
-            {
-                best = (*hash, entry.record.chain_work, entry.seq);
+        let tip_work = self.index[&tip].record.chain_work;
+        // Answers of `bodies_back_to_active`, shared by candidates with common ancestors.
+        let mut known = HashMap::new();
+        for (work, _, hash) in self.ranked_bodies.iter().rev() {
+            if *work <= tip_work {
+                break;
+            }
+            if self.bodies_back_to_active(hash, &mut known) {
+                return *hash;
             }
         }
-        best.0
+        tip
     }
 
     /// Whether every block from `hash` back to the active chain has its
-    /// body (headers arrive first; bodies may come in any order).
-    fn bodies_back_to_active(&self, hash: &BlockHash) -> bool {
+    /// body (headers arrive first; bodies may come in any order). `known`
+    /// remembers answers, so that walks from many candidates stay linear.
+    fn bodies_back_to_active(&self, hash: &BlockHash, known: &mut HashMap<BlockHash, bool>) -> bool {
+        let mut walked = Vec::new();
         let mut hash = *hash;
-        while !self.is_active(&hash) {
+        let answer = loop {
+            if let Some(answer) = known.get(&hash) {
+                break *answer;
+            }
+            if self.is_active(&hash) {
+                break true;
+            }
             match self.index.get(&hash) {
                 Some(entry) if entry.record.flags & HAS_BODY != 0 && entry.record.flags & INVALID == 0 => {
+                    walked.push(hash);
                     hash = entry.header.prev_block;
                 }
-                _ => return false,
+                _ => break false,
             }
+        };
+        for hash in walked {
+            known.insert(hash, answer);
         }
-        true
+        answer
     }
 
     /// Switches to the most-work valid branch, any depth, one block per
@@ -882,16 +928,12 @@ impl Chain {
     /// The valid header with the most work, body or not (the first seen among equals).
     #[must_use]
     pub fn best_header(&self) -> TipSummary {
-        let mut best = (self.tip(), self.tip_entry());
-        for (hash, entry) in &self.index {
-            if entry.record.flags & INVALID == 0
-                && (entry.record.chain_work > best.1.record.chain_work
-                    || (entry.record.chain_work == best.1.record.chain_work && entry.seq < best.1.seq))
-            {
-                best = (*hash, entry);
+        match self.ranked_headers.iter().next_back() {
+            Some((chain_work, _, hash)) => {
+                TipSummary { hash: *hash, height: self.index[hash].record.height, chain_work: *chain_work }
             }
+            None => self.tip_summary(),
         }
-        TipSummary { hash: best.0, height: best.1.record.height, chain_work: best.1.record.chain_work }
     }
 
     /// Hashes that describe the chain ending at `tip` to a peer: the last
@@ -1033,7 +1075,7 @@ impl Chain {
         let count = new.len();
         for (hash, header, record) in new {
             let seq = self.take_seq();
-            self.index.insert(hash, Entry { header, record, seq });
+            self.insert_entry(hash, Entry { header, record, seq });
         }
         Ok(count)
     }

@@ -23,13 +23,14 @@ use crate::chain::{TipSummary, MAX_HEADERS_PER_ANSWER};
 pub const WIRE_VERSION: u8 = 1;
 /// Hashes in a locator, at most.
 pub const MAX_LOCATOR: usize = 101;
-/// Blocks asked for in one request, at most.
-pub const MAX_BLOCKS_PER_REQUEST: usize = 16;
+/// Blocks asked for in one request, at most (the answer's byte budget
+/// bounds full blocks; small blocks come many to a round trip).
+pub const MAX_BLOCKS_PER_REQUEST: usize = 128;
 /// An answer with blocks stops adding them past this many bytes (it always
 /// holds at least one block that was asked for and is known).
 pub const BLOCKS_ANSWER_BUDGET: usize = 2 * MAX_BLOCK_SIZE;
 /// Largest request read: a full locator with room to spare.
-pub const MAX_REQUEST_SIZE: usize = 16 * 1024;
+pub const MAX_REQUEST_SIZE: usize = 8 * 1024;
 /// Largest answer read: a blocks answer at its budget plus one more block,
 /// or a full headers answer.
 pub const MAX_RESPONSE_SIZE: usize = BLOCKS_ANSWER_BUDGET + MAX_BLOCK_SIZE + 1024;

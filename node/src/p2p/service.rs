@@ -9,7 +9,7 @@
 //! least the network's minimum chain work); until then they wait in the
 //! peer's budget. Bodies of the best header chain are then fetched from
 //! every peer that has them, at most [`MAX_BLOCKS_PER_REQUEST`] per
-//! request and two requests per peer, re-asked elsewhere when a request
+//! request and four requests per peer, re-asked elsewhere when a request
 //! times out, and connected in order by the chain.
 //!
 //! Gossip is validated before it is forwarded: a block or transaction is
@@ -48,7 +48,7 @@ use crate::node::{unix_now, Announcement, Node};
 /// Headers a peer may have us hold before they add up to enough work.
 pub const HEADER_BUDGET: usize = 100_000;
 /// Sync requests in flight to one peer, at most.
-const REQUESTS_PER_PEER: usize = 2;
+const REQUESTS_PER_PEER: usize = 4;
 /// How long a sync request may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
 /// How often peers are asked for their status again.
@@ -57,6 +57,8 @@ const STATUS_INTERVAL: Duration = Duration::from_secs(15);
 const REDIAL_INTERVAL: Duration = Duration::from_secs(5);
 /// Commands queued from RPC, at most.
 const COMMAND_QUEUE: usize = 64;
+/// Sync answers waiting to be connected, at most.
+const CONNECT_QUEUE: usize = 256;
 
 /// How the network layer runs.
 #[derive(Debug, Clone)]
@@ -440,6 +442,28 @@ pub fn start(node: Arc<Node>, config: NetworkConfig) -> Result<NetworkHandle, Ne
     });
     let (commands_in, commands) = mpsc::channel(COMMAND_QUEUE);
     let handle = NetworkHandle { commands: commands_in, shared: shared.clone() };
+    // Synced blocks are connected on one thread, in the order they arrive,
+    // so that ranges asked of peers connect in order and never contend.
+    let (connector, to_connect) = std::sync::mpsc::sync_channel::<(PeerId, Vec<Block>)>(CONNECT_QUEUE);
+    let (connected_out, connected) = mpsc::channel(CONNECT_QUEUE);
+    let connecting_node = node.clone();
+    std::thread::Builder::new()
+        .name("block-sync".into())
+        .spawn(move || {
+            for (peer, blocks) in to_connect {
+                let mut failures = Vec::new();
+                for block in blocks {
+                    let hash = block.block_hash();
+                    if let Err(e) = connecting_node.accept_block(block) {
+                        failures.push((hash, e));
+                    }
+                }
+                if connected_out.blocking_send(Outcome::Blocks { peer, failures }).is_err() {
+                    break;
+                }
+            }
+        })
+        .map_err(|e| setup(&format!("starting the block-sync thread: {e}")))?;
     let book = PeerBook::load(&config.datadir.join("peers.json"));
     let keep: HashSet<Multiaddr> = config.connect.iter().cloned().collect();
     let service = Service {
@@ -457,6 +481,8 @@ pub fn start(node: Arc<Node>, config: NetworkConfig) -> Result<NetworkHandle, Ne
         blocks_in_flight: HashMap::new(),
         avoid: HashMap::new(),
         tasks: FuturesUnordered::new(),
+        connector,
+        connected,
         blocks_topic: blocks,
         transactions_topic: transactions,
         genesis,
@@ -485,6 +511,10 @@ struct Service {
     /// for it again soon.
     avoid: HashMap<(BlockHash, PeerId), Instant>,
     tasks: FuturesUnordered<tokio::task::JoinHandle<Outcome>>,
+    /// To the block-sync thread; dropping it stops the thread.
+    connector: std::sync::mpsc::SyncSender<(PeerId, Vec<Block>)>,
+    /// What the block-sync thread made of each answer.
+    connected: mpsc::Receiver<Outcome>,
     blocks_topic: gossipsub::IdentTopic,
     transactions_topic: gossipsub::IdentTopic,
     genesis: BlockHash,
@@ -535,6 +565,7 @@ impl Service {
                     }
                     Err(broadcast::error::RecvError::Closed) => break,
                 },
+                Some(outcome) = self.connected.recv() => self.on_outcome(outcome),
                 Some(done) = self.tasks.next(), if !self.tasks.is_empty() => match done {
                     Ok(outcome) => self.on_outcome(outcome),
                     Err(e) => tracing::error!("a network validation task failed: {e}"),
@@ -1075,17 +1106,10 @@ impl Service {
         if junk {
             self.penalize(peer, Offence::Unrequested);
         }
-        let node = self.node.clone();
-        self.tasks.push(tokio::task::spawn_blocking(move || {
-            let mut failures = Vec::new();
-            for block in wanted {
-                let hash = block.block_hash();
-                if let Err(e) = node.accept_block(block) {
-                    failures.push((hash, e));
-                }
-            }
-            Outcome::Blocks { peer, failures }
-        }));
+        if let Err(e) = self.connector.try_send((peer, wanted)) {
+            // The queue is full: drop the answer; its blocks are asked for again.
+            tracing::debug!(%peer, "block-sync queue full: {e}");
+        }
     }
 
     fn on_outcome(&mut self, outcome: Outcome) {

@@ -1,0 +1,134 @@
+//! The network on this machine, with real `cairn-node` processes on
+//! 127.0.0.1, each figure against a baseline from the same run:
+//!
+//! - sync: the time a fresh node takes to sync a chain with transactions
+//!   from one peer, against the time the same code takes to validate the
+//!   same blocks from local storage (an in-process chain on RocksDB);
+//! - propagation: how long a block mined at one end of a line of four
+//!   nodes takes to be the tip at the other end.
+//!
+//! `cargo bench --bench network` (5,000 blocks); `-- --blocks N` for another
+//! length. Figures in docs/performance.md.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cairn_consensus::{Block, Decode, Network, Params};
+use cairn_node::chain::Chain;
+use cairn_node::store::RocksStore;
+use serde_json::json;
+
+#[allow(dead_code)]
+#[path = "../tests/support.rs"]
+mod support;
+
+#[allow(dead_code)]
+#[path = "../tests/network.rs"]
+mod network;
+
+use network::{address, fixed, mine_with_transactions, tip};
+use support::NodeProcess;
+
+fn arg(name: &str, default: u64) -> u64 {
+    std::env::args().skip_while(|a| a != name).nth(1).map_or(default, |v| v.parse().expect("a number"))
+}
+
+fn main() {
+    let blocks = arg("--blocks", 5_000);
+    let rounds = arg("--rounds", 20);
+
+    // A chain with transactions on one node.
+    let dir_a = tempfile::tempdir().expect("tempdir");
+    let a = fixed(dir_a.path(), &[]);
+    eprintln!("mining {blocks} blocks with transactions...");
+    mine_with_transactions(&a.rpc, blocks);
+    let hexes: Vec<String> = (1..=blocks)
+        .map(|h| {
+            let hash = a.rpc.ok("getblockhash", json!([h]));
+            a.rpc.ok("getblock", json!([hash, 0])).as_str().expect("hex").to_owned()
+        })
+        .collect();
+    let transactions: usize = hexes
+        .iter()
+        .map(|h| Block::decode(&hex::decode(h).expect("hex")).expect("block").transactions.len() - 1)
+        .sum();
+
+    // Sync from the peer over 127.0.0.1.
+    let dir_b = tempfile::tempdir().expect("tempdir");
+    let b = NodeProcess::start(dir_b.path(), &["--no-discovery"]);
+    let started = Instant::now();
+    b.rpc.ok("addnode", json!([a.p2p_address(), "onetry"]));
+    let target = tip(&a.rpc);
+    while tip(&b.rpc) != target {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let sync = started.elapsed().as_secs_f64();
+    drop(b);
+
+    // The same blocks validated from local storage by the same code.
+    let decoded: Vec<Block> =
+        hexes.iter().map(|h| Block::decode(&hex::decode(h).expect("hex")).expect("block")).collect();
+    let dir_c = tempfile::tempdir().expect("tempdir");
+    let started = Instant::now();
+    let store = RocksStore::open(dir_c.path(), "regtest").expect("rocksdb");
+    let mut chain = Chain::open(Arc::new(store), Params::for_network(Network::Regtest)).expect("open");
+    for block in decoded {
+        chain.submit_block(block, u64::from(u32::MAX)).expect("valid");
+    }
+    let local = started.elapsed().as_secs_f64();
+    drop(chain);
+
+    println!("sync of {blocks} blocks ({transactions} transactions) from one peer on 127.0.0.1:");
+    println!(
+        "  over the network (connect to same tip):    {sync:.2} s, {:.0} blocks/s",
+        blocks as f64 / sync
+    );
+    println!(
+        "  from local storage, same code:             {local:.2} s, {:.0} blocks/s",
+        blocks as f64 / local
+    );
+    println!("  ratio network / local: {:.2} (goal: at most 1.3)", sync / local);
+
+    // Propagation along a line of four.
+    drop(a);
+    let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().expect("tempdir")).collect();
+    let first = fixed(dirs[0].path(), &[]);
+    let second = fixed(dirs[1].path(), &[&first.p2p_address()]);
+    let third = fixed(dirs[2].path(), &[&second.p2p_address()]);
+    let last = fixed(dirs[3].path(), &[&third.p2p_address()]);
+    let line = [&first, &second, &third, &last];
+    for (node, peers) in line.iter().zip([1usize, 2, 2, 1]) {
+        while network::peers(&node.rpc) != peers {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    first.rpc.ok("generatetoaddress", json!([1, address(1)]));
+    while tip(&last.rpc) != tip(&first.rpc) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let mut delays = Vec::new();
+    let mut hop = Vec::new();
+    for _ in 0..rounds {
+        let started = Instant::now();
+        let mined = first.rpc.ok("generatetoaddress", json!([1, address(1)]));
+        let submitted = started.elapsed();
+        while tip(&second.rpc) != mined[0] {
+            std::thread::sleep(Duration::from_micros(500));
+        }
+        hop.push((started.elapsed() - submitted).as_secs_f64() * 1e3);
+        while tip(&last.rpc) != mined[0] {
+            std::thread::sleep(Duration::from_micros(500));
+        }
+        delays.push((started.elapsed() - submitted).as_secs_f64() * 1e3);
+    }
+    delays.sort_by(f64::total_cmp);
+    hop.sort_by(f64::total_cmp);
+    let median = |v: &[f64]| v[v.len() / 2];
+    println!("block propagation across a line of 4 nodes ({rounds} blocks):");
+    println!(
+        "  three hops: median {:.1} ms, worst {:.1} ms; first hop: median {:.1} ms",
+        median(&delays),
+        delays[delays.len() - 1],
+        median(&hop)
+    );
+}
