@@ -1048,13 +1048,14 @@ impl Chain {
         self.check_headers(&[], headers, now)?;
         let mut batch = Batch::new();
         let mut new = Vec::new();
+        let mut added: HashMap<BlockHash, IndexRecord> = HashMap::new();
         for header in headers {
             let hash = header.block_hash();
-            if self.index.contains_key(&hash) || new.iter().any(|(h, _, _)| *h == hash) {
+            if self.index.contains_key(&hash) || added.contains_key(&hash) {
                 continue;
             }
-            let parent = match new.iter().find(|(h, _, _)| *h == header.prev_block) {
-                Some((_, _, record)) => *record,
+            let parent = match added.get(&header.prev_block) {
+                Some(record) => *record,
                 None => self.index[&header.prev_block].record,
             };
             let target =
@@ -1066,6 +1067,7 @@ impl Chain {
             };
             batch.put(Cf::Headers, hash.to_byte_array(), header.to_bytes());
             batch.put(Cf::Index, hash.to_byte_array(), record.to_bytes());
+            added.insert(hash, record);
             new.push((hash, *header, record));
         }
         if new.is_empty() {

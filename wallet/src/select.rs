@@ -23,12 +23,7 @@ pub const OUTPUT_SIZE: usize = 8 + 1 + 1 + 32;
 const BNB_TRIES: usize = 100_000;
 
 fn compact_size_len(n: usize) -> usize {
-    match n {
-        0..=0xfc => 1,
-        0xfd..=0xffff => 3,
-        0x1_0000..=0xffff_ffff => 5,
-        _ => 9,
-    }
+    cairn_consensus::encode::compact_size_len(n as u64)
 }
 
 /// The exact size of a signed transaction with `inputs` wallet inputs and

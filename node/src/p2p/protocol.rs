@@ -34,8 +34,11 @@ pub const MAX_REQUEST_SIZE: usize = 8 * 1024;
 /// Largest answer read: a blocks answer at its budget plus one more block,
 /// or a full headers answer.
 pub const MAX_RESPONSE_SIZE: usize = BLOCKS_ANSWER_BUDGET + MAX_BLOCK_SIZE + 1024;
-/// Largest gossip message: a full block and gossipsub's envelope.
-pub const MAX_GOSSIP_SIZE: usize = MAX_BLOCK_SIZE + 64 * 1024;
+/// Room for gossipsub's envelope (signature, key, topic, sequence number).
+pub const GOSSIP_ENVELOPE: usize = 64 * 1024;
+/// Largest gossip message on the blocks topic: a full block and the
+/// envelope (the transactions topic allows the largest relayed transaction).
+pub const MAX_GOSSIP_SIZE: usize = MAX_BLOCK_SIZE + GOSSIP_ENVELOPE;
 
 /// The genesis hash in display order: part of every name below.
 fn tag(genesis: &BlockHash) -> String {
@@ -236,6 +239,17 @@ impl Response {
         out
     }
 
+    /// The length of [`Response::to_bytes`], without encoding anything.
+    #[must_use]
+    pub fn encoded_len(&self) -> usize {
+        let count = |n: usize| cairn_consensus::encode::compact_size_len(n as u64);
+        2 + match self {
+            Self::Status(_) => 32 + 32 + 4 + 32,
+            Self::Headers(headers) => count(headers.len()) + 80 * headers.len(),
+            Self::Blocks(blocks) => count(blocks.len()) + blocks.iter().map(Block::size).sum::<usize>(),
+        }
+    }
+
     /// Reads a message.
     ///
     /// # Errors
@@ -411,6 +425,7 @@ mod tests {
             Response::Blocks(vec![params.genesis.clone(); 2]),
         ];
         for response in responses {
+            assert_eq!(response.encoded_len(), response.to_bytes().len());
             assert_eq!(Response::from_bytes(&response.to_bytes()), Ok(response));
         }
     }

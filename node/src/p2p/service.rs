@@ -38,11 +38,12 @@ use tokio::sync::{broadcast, mpsc};
 use super::peers::{Bans, Offence, PeerBook, Score, DEFAULT_BAN};
 use super::protocol::{
     blocks_topic, identify_version, kad_protocol, sync_protocol, transactions_topic, Request, Response,
-    Status, SyncCodec, BLOCKS_ANSWER_BUDGET, MAX_BLOCKS_PER_REQUEST, MAX_GOSSIP_SIZE, MAX_LOCATOR,
+    Status, SyncCodec, BLOCKS_ANSWER_BUDGET, GOSSIP_ENVELOPE, MAX_BLOCKS_PER_REQUEST, MAX_GOSSIP_SIZE,
+    MAX_LOCATOR,
 };
 use crate::chain::{Accepted, ChainError, HeadersError, MAX_HEADERS_PER_ANSWER};
 use crate::files::{read_capped, write_private};
-use crate::mempool::MempoolError;
+use crate::mempool::{MempoolError, MAX_STANDARD_TX_SIZE};
 use crate::node::{unix_now, Announcement, Node};
 
 /// Headers a peer may have us hold before they add up to enough work.
@@ -363,6 +364,7 @@ pub fn start(node: Arc<Node>, config: NetworkConfig) -> Result<NetworkHandle, Ne
                 .validate_messages()
                 .validation_mode(gossipsub::ValidationMode::Strict)
                 .max_transmit_size(MAX_GOSSIP_SIZE)
+                .max_transmit_size_for_topic(MAX_STANDARD_TX_SIZE + GOSSIP_ENVELOPE, transactions.hash())
                 .heartbeat_interval(Duration::from_millis(700))
                 .message_id_fn(|message: &gossipsub::Message| {
                     use sha2::Digest;
@@ -487,6 +489,7 @@ pub fn start(node: Arc<Node>, config: NetworkConfig) -> Result<NetworkHandle, Ne
         transactions_topic: transactions,
         genesis,
         told_tip: genesis,
+        download: (genesis, std::collections::VecDeque::new()),
     };
     tokio::spawn(service.run());
     Ok(handle)
@@ -520,6 +523,9 @@ struct Service {
     genesis: BlockHash,
     /// The tip peers were last told about.
     told_tip: BlockHash,
+    /// The best header the download queue was worked out for, and the
+    /// queue: blocks on its way whose bodies were missing, lowest first.
+    download: (BlockHash, std::collections::VecDeque<(BlockHash, u32)>),
 }
 
 impl Service {
@@ -1044,7 +1050,7 @@ impl Service {
             return;
         };
         if let Some(state) = self.peers.get_mut(&peer) {
-            state.bytes_in += response.to_bytes().len() as u64;
+            state.bytes_in += response.encoded_len() as u64;
             if !matches!(asked, Asked::Status) {
                 state.requests_in_flight = state.requests_in_flight.saturating_sub(1);
             }
@@ -1115,7 +1121,7 @@ impl Service {
     fn on_outcome(&mut self, outcome: Outcome) {
         match outcome {
             Outcome::Respond(channel, response, peer) => {
-                let size = response.to_bytes().len() as u64;
+                let size = response.encoded_len() as u64;
                 if let Some(state) = self.peers.get_mut(&peer) {
                     state.bytes_out += size;
                 }
@@ -1197,12 +1203,25 @@ impl Service {
         self.avoid.retain(|_, when| now.duration_since(*when) < Duration::from_secs(60));
         let missing: Vec<(BlockHash, u32)> = {
             let state = self.node.state();
-            state
-                .chain
-                .missing_bodies(1024)
-                .into_iter()
-                .filter(|hash| !self.blocks_in_flight.contains_key(hash))
-                .filter_map(|hash| state.chain.entry(&hash).map(|e| (hash, e.record.height.get())))
+            // The download queue is worked out again only when the best header changes.
+            let best = state.chain.best_header().hash;
+            if self.download.0 != best {
+                let queue = state.chain.missing_bodies(usize::MAX);
+                self.download.1 = queue
+                    .into_iter()
+                    .filter_map(|hash| state.chain.entry(&hash).map(|e| (hash, e.record.height.get())))
+                    .collect();
+                self.download.0 = best;
+            }
+            while self.download.1.front().is_some_and(|(hash, _)| state.chain.has_body(hash)) {
+                self.download.1.pop_front();
+            }
+            self.download
+                .1
+                .iter()
+                .filter(|(hash, _)| !self.blocks_in_flight.contains_key(hash) && !state.chain.has_body(hash))
+                .take(1024)
+                .copied()
                 .collect()
         };
         if missing.is_empty() {
