@@ -41,7 +41,7 @@ use super::protocol::{
     Status, SyncCodec, BLOCKS_ANSWER_BUDGET, GOSSIP_ENVELOPE, MAX_BLOCKS_PER_REQUEST, MAX_GOSSIP_SIZE,
     MAX_LOCATOR,
 };
-use crate::chain::{Accepted, ChainError, HeadersError, MAX_HEADERS_PER_ANSWER};
+use crate::chain::{Accepted, ChainError, HeadersError, TipSummary, MAX_HEADERS_PER_ANSWER};
 use crate::files::{read_capped, write_private};
 use crate::mempool::{MempoolError, MAX_STANDARD_TX_SIZE};
 use crate::node::{unix_now, Announcement, Node};
@@ -302,10 +302,28 @@ enum Asked {
 /// Work done off the loop, and what came of it.
 enum Outcome {
     Respond(request_response::ResponseChannel<Response>, Response, PeerId),
-    GossipBlock { source: PeerId, id: gossipsub::MessageId, result: Result<Accepted, ChainError> },
-    GossipTransaction { source: PeerId, id: gossipsub::MessageId, result: Result<(), MempoolError> },
-    Headers { peer: PeerId, full: bool, pending: Vec<BlockHeader>, result: Result<usize, HeadersError> },
-    Blocks { peer: PeerId, failures: Vec<(BlockHash, ChainError)> },
+    GossipBlock {
+        source: PeerId,
+        id: gossipsub::MessageId,
+        result: Result<Accepted, ChainError>,
+    },
+    GossipTransaction {
+        source: PeerId,
+        id: gossipsub::MessageId,
+        result: Result<(), MempoolError>,
+    },
+    Headers {
+        peer: PeerId,
+        full: bool,
+        pending: Vec<BlockHeader>,
+        /// The last header it sent, checked: the peer has at least that block.
+        seen: Option<TipSummary>,
+        result: Result<usize, HeadersError>,
+    },
+    Blocks {
+        peer: PeerId,
+        failures: Vec<(BlockHash, ChainError)>,
+    },
 }
 
 fn ip_of(address: &Multiaddr) -> Option<IpAddr> {
@@ -1083,8 +1101,8 @@ impl Service {
         let minimum = self.config.minimum_chain_work;
         self.tasks.push(tokio::task::spawn_blocking(move || {
             let full = headers.len() == MAX_HEADERS_PER_ANSWER;
-            let (pending, result) = take_headers(&node, pending, headers, minimum);
-            Outcome::Headers { peer, full, pending, result }
+            let (pending, seen, result) = take_headers(&node, pending, headers, minimum);
+            Outcome::Headers { peer, full, pending, seen, result }
         }));
     }
 
@@ -1142,6 +1160,15 @@ impl Service {
                 if acceptance == Reject {
                     self.penalize(source, Offence::InvalidBlock);
                 }
+                if matches!(result, Ok(Accepted::Activated)) {
+                    // The sender has the block that is now our tip.
+                    let ours = self.node.state().chain.tip_summary();
+                    if let Some(status) = self.peers.get_mut(&source).and_then(|s| s.status.as_mut()) {
+                        if ours.chain_work > status.tip.chain_work {
+                            status.tip = ours;
+                        }
+                    }
+                }
                 self.schedule_blocks();
             }
             Outcome::GossipTransaction { source, id, result } => {
@@ -1156,10 +1183,16 @@ impl Service {
                     self.penalize(source, Offence::InvalidTransaction);
                 }
             }
-            Outcome::Headers { peer, full, pending, result } => {
+            Outcome::Headers { peer, full, pending, seen, result } => {
                 let Some(state) = self.peers.get_mut(&peer) else { return };
                 state.headers_in_flight = false;
                 state.pending_headers = pending;
+                // It sent these headers, so it has at least that chain.
+                if let (Some(status), Some(seen)) = (state.status.as_mut(), seen) {
+                    if seen.chain_work > status.tip.chain_work {
+                        status.tip = seen;
+                    }
+                }
                 match result {
                     Ok(stored) => {
                         if stored > 0 {
@@ -1338,29 +1371,36 @@ fn take_headers(
     mut pending: Vec<BlockHeader>,
     headers: Vec<BlockHeader>,
     minimum: Work,
-) -> (Vec<BlockHeader>, Result<usize, HeadersError>) {
+) -> (Vec<BlockHeader>, Option<TipSummary>, Result<usize, HeadersError>) {
     let now = unix_now();
     let mut state = node.state();
     let chain = &mut state.chain;
     // Headers we already have (overlap with the locator) are skipped.
     let fresh: Vec<BlockHeader> =
         headers.into_iter().skip_while(|h| chain.entry(&h.block_hash()).is_some()).collect();
-    let Some(first) = fresh.first() else { return (pending, Ok(0)) };
+    let Some(first) = fresh.first() else { return (pending, None, Ok(0)) };
     let continues = pending.last().is_some_and(|last| last.block_hash() == first.prev_block);
     if !continues {
         pending.clear();
     }
     let work = match chain.check_headers(&pending, &fresh, now) {
         Ok(work) => work,
-        Err(error) => return (Vec::new(), Err(error)),
+        Err(error) => return (Vec::new(), None, Err(error)),
     };
     pending.extend(fresh);
+    let base = chain.entry(&pending[0].prev_block).map_or(0, |e| e.record.height.get());
+    let last = pending.last().expect("not empty");
+    let seen = TipSummary {
+        hash: last.block_hash(),
+        height: cairn_consensus::Height::new(base + pending.len() as u32),
+        chain_work: work,
+    };
     if work > chain.tip_summary().chain_work && work >= minimum {
         let result = chain.store_headers(&pending, now);
-        return (Vec::new(), result);
+        return (Vec::new(), Some(seen), result);
     }
     if pending.len() > HEADER_BUDGET {
         pending.clear();
     }
-    (pending, Ok(0))
+    (pending, Some(seen), Ok(0))
 }
