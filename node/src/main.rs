@@ -19,6 +19,11 @@ use libp2p::Multiaddr;
 
 mod devnet;
 
+/// Logs when `RUST_LOG` says nothing: ours at info; Kademlia's only when
+/// they are errors (it warns that it has no peers to bootstrap from on
+/// every node that has none yet).
+const DEFAULT_LOG: &str = "info,libp2p_kad=error";
+
 #[derive(Debug, Parser)]
 #[command(
     name = "cairn-node",
@@ -82,7 +87,7 @@ enum Command {
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| DEFAULT_LOG.into()),
         )
         .with_target(false)
         .init();

@@ -400,10 +400,14 @@ pub fn start(node: Arc<Node>, config: NetworkConfig) -> Result<NetworkHandle, Ne
             // Without discovery there is no Kademlia at all: it dials the
             // peers it learns of by itself.
             let kad = config.discovery.then(|| {
+                let mut kad_config = kad::Config::new(kad_protocol(&genesis));
+                // The loop bootstraps once a minute when it has peers; kad's own
+                // timer would only warn on a node that has none yet.
+                kad_config.set_periodic_bootstrap_interval(None);
                 let mut kad = kad::Behaviour::with_config(
                     key.public().to_peer_id(),
                     kad::store::MemoryStore::new(key.public().to_peer_id()),
-                    kad::Config::new(kad_protocol(&genesis)),
+                    kad_config,
                 );
                 kad.set_mode(Some(kad::Mode::Server));
                 kad
