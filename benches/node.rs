@@ -18,7 +18,6 @@ use std::time::Instant;
 
 use cairn_consensus::check::SequentialVerifier;
 use cairn_consensus::sighash::{sign_inputs, SighashCache};
-use cairn_consensus::transaction::SEQUENCE_FINAL;
 use cairn_consensus::{Amount, Block, Encode, Lock, Network, OutPoint, Params, Transaction, TxIn, TxOut};
 use cairn_miner::{solve_block, ExtranonceRoller, Kernel};
 use cairn_node::chain::Chain;
@@ -75,12 +74,7 @@ fn build(blocks: usize, key: &Keypair) -> (Vec<Block>, Vec<Block>) {
                     .expect("value");
                 let mut tx = Transaction {
                     version: 1,
-                    inputs: vec![TxIn {
-                        prevout: *outpoint,
-                        data: Vec::new(),
-                        sequence: SEQUENCE_FINAL,
-                        witness: Vec::new(),
-                    }],
+                    inputs: vec![TxIn::spending(*outpoint)],
                     outputs: vec![
                         TxOut { amount: change, lock: lock.clone() },
                         TxOut { amount: Amount::from_base_units(1_000).expect("1000"), lock: lock.clone() },

@@ -5,7 +5,6 @@
 use std::time::{Duration, Instant};
 
 use cairn_consensus::sighash::sign_inputs;
-use cairn_consensus::transaction::SEQUENCE_FINAL;
 use cairn_consensus::{
     Address, Amount, Block, Decode, Encode, Lock, Network, OutPoint, Params, Transaction, TxIn, TxOut,
 };
@@ -55,12 +54,7 @@ pub fn spend(spent: &Transaction, vout: u32, from: u8, to: u8, fee: u64) -> Tran
     let value = Amount::from_base_units(output.amount.to_base_units() - fee).expect("amount");
     let mut tx = Transaction {
         version: 1,
-        inputs: vec![TxIn {
-            prevout: OutPoint { txid: spent.txid(), index: vout },
-            data: Vec::new(),
-            sequence: SEQUENCE_FINAL,
-            witness: Vec::new(),
-        }],
+        inputs: vec![TxIn::spending(OutPoint { txid: spent.txid(), index: vout })],
         outputs: vec![TxOut {
             amount: value,
             lock: Lock::key(keypair(to).x_only_public_key().0.serialize()),

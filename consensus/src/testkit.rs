@@ -50,15 +50,7 @@ pub fn outpoint(tag: u8, index: u32) -> OutPoint {
 pub fn signed_tx(spent: &[(OutPoint, Coin)], outputs: Vec<TxOut>, n: u8, params: &Params) -> Transaction {
     let mut tx = Transaction {
         version: 1,
-        inputs: spent
-            .iter()
-            .map(|(outpoint, _)| TxIn {
-                prevout: *outpoint,
-                data: Vec::new(),
-                sequence: SEQUENCE_FINAL,
-                witness: Vec::new(),
-            })
-            .collect(),
+        inputs: spent.iter().map(|(outpoint, _)| TxIn::spending(*outpoint)).collect(),
         outputs,
         lock_time: 0,
     };

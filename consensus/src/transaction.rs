@@ -114,6 +114,14 @@ pub struct TxIn {
     pub witness: Vec<Vec<u8>>,
 }
 
+impl TxIn {
+    /// An input spending `prevout`, final sequence, not yet signed.
+    #[must_use]
+    pub fn spending(prevout: OutPoint) -> Self {
+        Self { prevout, data: Vec::new(), sequence: SEQUENCE_FINAL, witness: Vec::new() }
+    }
+}
+
 /// A transaction output.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct TxOut {

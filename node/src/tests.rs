@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use cairn_consensus::check::SequentialVerifier;
 use cairn_consensus::sighash::sign_inputs;
-use cairn_consensus::transaction::SEQUENCE_FINAL;
 use cairn_consensus::{Amount, Block, BlockError, Lock, Network, OutPoint, Params, Transaction, TxIn, TxOut};
 use cairn_miner::{solve_block, ExtranonceRoller, Kernel};
 use secp256k1::{Keypair, Secp256k1};
@@ -57,12 +56,7 @@ fn spend(
     };
     let mut tx = Transaction {
         version: 1,
-        inputs: vec![TxIn {
-            prevout: outpoint,
-            data: Vec::new(),
-            sequence: SEQUENCE_FINAL,
-            witness: Vec::new(),
-        }],
+        inputs: vec![TxIn::spending(outpoint)],
         outputs: vec![output],
         lock_time: 0,
     };

@@ -8,7 +8,6 @@ use cairn_consensus::policy::{
     DUST_LIMIT, INCREMENTAL_FEE_RATE, MIN_RELAY_FEE_RATE, WALLET_COINBASE_CONFIRMATIONS,
 };
 use cairn_consensus::sighash::sign_inputs_with;
-use cairn_consensus::transaction::SEQUENCE_FINAL;
 use cairn_consensus::{
     Address, Amount, Decode, Encode, Lock, Network, OutPoint, Params, Transaction, TxIn, TxOut, Txid,
 };
@@ -502,15 +501,7 @@ impl Wallet {
         }
         let mut tx = Transaction {
             version: 1,
-            inputs: inputs
-                .iter()
-                .map(|c| TxIn {
-                    prevout: c.outpoint,
-                    data: Vec::new(),
-                    sequence: SEQUENCE_FINAL,
-                    witness: Vec::new(),
-                })
-                .collect(),
+            inputs: inputs.iter().map(|c| TxIn::spending(c.outpoint)).collect(),
             outputs,
             lock_time: 0,
         };
