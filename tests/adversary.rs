@@ -410,4 +410,16 @@ fn an_adversarial_peer_is_refused_banned_and_never_relayed() {
     wait_until(60, "the victim to take the honest block", || tip(&victim.rpc) == next[0]);
     let peers = victim.rpc.ok("getpeerinfo", json!([]));
     assert_eq!(peers.as_array().expect("peers").len(), 1, "only the honest peer is left: {peers}");
+
+    // Bans outlive a restart.
+    victim.stop();
+    let victim = NodeProcess::start(dir_v.path(), &["--no-discovery"]);
+    let listed = banned(&victim.rpc);
+    for peer in &bans {
+        assert!(listed.contains(&peer.to_string()), "{peer} still banned after a restart: {listed:?}");
+    }
+    victim.rpc.ok("setban", json!([bans[0].to_string(), "remove"]));
+    assert!(!banned(&victim.rpc).contains(&bans[0].to_string()));
+    victim.rpc.ok("clearbanned", json!([]));
+    assert_eq!(banned(&victim.rpc), Vec::<String>::new());
 }
