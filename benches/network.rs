@@ -3,12 +3,14 @@
 //!
 //! - sync: the time a fresh node takes to sync a chain with transactions
 //!   from one peer, against the time the same code takes to validate the
-//!   same blocks from local storage (an in-process chain on RocksDB);
+//!   same blocks from local storage (an in-process chain on RocksDB), for a
+//!   light chain (a payment every fifth block) and a loaded one (20
+//!   payments in every block);
 //! - propagation: how long a block mined at one end of a line of four
 //!   nodes takes to be the tip at the other end.
 //!
 //! `cargo bench --bench network` (5,000 blocks); `-- --blocks N` for another
-//! length. Figures in docs/performance.md.
+//! length, `--per-block N` for the loaded chain's payments. Figures in docs/performance.md.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -33,25 +35,67 @@ fn arg(name: &str, default: u64) -> u64 {
     std::env::args().skip_while(|a| a != name).nth(1).map_or(default, |v| v.parse().expect("a number"))
 }
 
-fn main() {
-    let blocks = arg("--blocks", 5_000);
-    let rounds = arg("--rounds", 20);
+/// Builds a chain on `rpc` where every block after the first 102 carries
+/// `per_block` one-in-one-out payments: block 102 splits a mature coinbase
+/// into `per_block` coins, and each later block spends the coins the one
+/// before it made.
+fn mine_loaded(rpc: &support::Rpc, blocks: u64, per_block: u32) {
+    use cairn_consensus::sighash::sign_inputs;
+    use cairn_consensus::{Amount, Encode, Lock, OutPoint, Transaction, TxIn, TxOut};
+    rpc.ok("generatetoaddress", json!([101, address(1)]));
+    let key = network::keypair(1);
+    let lock = Lock::key(key.x_only_public_key().0.serialize());
+    let genesis = Params::for_network(Network::Regtest).genesis_hash;
+    let secp = secp256k1::Secp256k1::new();
+    let coinbase = network::block_at(rpc, 1).transactions[0].clone();
+    let share =
+        Amount::from_base_units(coinbase.outputs[0].amount.to_base_units() / u64::from(per_block) - 1_000)
+            .expect("share");
+    let mut split = Transaction {
+        version: 1,
+        inputs: vec![TxIn::spending(OutPoint { txid: coinbase.txid(), index: 0 })],
+        outputs: vec![TxOut { amount: share, lock: lock.clone() }; per_block as usize],
+        lock_time: 0,
+    };
+    sign_inputs(&secp, &mut split, &[&coinbase.outputs[0]], genesis, &key, &[1; 32]);
+    network::send(rpc, &split);
+    rpc.ok("generatetoaddress", json!([1, address(1)]));
+    let mut coins: Vec<(OutPoint, TxOut)> = (0..per_block)
+        .map(|i| (OutPoint { txid: split.txid(), index: i }, split.outputs[i as usize].clone()))
+        .collect();
+    for _ in 102..blocks {
+        for (outpoint, output) in &mut coins {
+            let mut tx = Transaction {
+                version: 1,
+                inputs: vec![TxIn::spending(*outpoint)],
+                outputs: vec![TxOut {
+                    amount: Amount::from_base_units(output.amount.to_base_units() - 300).expect("amount"),
+                    lock: lock.clone(),
+                }],
+                lock_time: 0,
+            };
+            sign_inputs(&secp, &mut tx, &[&*output], genesis, &key, &[1; 32]);
+            rpc.ok("sendrawtransaction", json!([hex::encode(tx.encode())]));
+            *outpoint = OutPoint { txid: tx.txid(), index: 0 };
+            *output = tx.outputs[0].clone();
+        }
+        rpc.ok("generatetoaddress", json!([1, address(1)]));
+    }
+}
 
-    // A chain with transactions on one node.
-    let dir_a = tempfile::tempdir().expect("tempdir");
-    let a = fixed(dir_a.path(), &[]);
-    eprintln!("mining {blocks} blocks with transactions...");
-    mine_with_transactions(&a.rpc, blocks);
+/// Syncs a fresh node from `a` and validates the same blocks locally;
+/// prints both and their ratio.
+fn measure_sync(a: &NodeProcess, name: &str) {
+    let blocks = a.rpc.ok("getblockcount", json!([])).as_u64().expect("height");
     let hexes: Vec<String> = (1..=blocks)
         .map(|h| {
             let hash = a.rpc.ok("getblockhash", json!([h]));
             a.rpc.ok("getblock", json!([hash, 0])).as_str().expect("hex").to_owned()
         })
         .collect();
-    let transactions: usize = hexes
-        .iter()
-        .map(|h| Block::decode(&hex::decode(h).expect("hex")).expect("block").transactions.len() - 1)
-        .sum();
+    let decoded: Vec<Block> =
+        hexes.iter().map(|h| Block::decode(&hex::decode(h).expect("hex")).expect("block")).collect();
+    let transactions: usize = decoded.iter().map(|b| b.transactions.len() - 1).sum();
 
     // Sync from the peer over 127.0.0.1.
     let dir_b = tempfile::tempdir().expect("tempdir");
@@ -66,8 +110,6 @@ fn main() {
     drop(b);
 
     // The same blocks validated from local storage by the same code.
-    let decoded: Vec<Block> =
-        hexes.iter().map(|h| Block::decode(&hex::decode(h).expect("hex")).expect("block")).collect();
     let dir_c = tempfile::tempdir().expect("tempdir");
     let started = Instant::now();
     let store = RocksStore::open(dir_c.path(), "regtest").expect("rocksdb");
@@ -78,7 +120,7 @@ fn main() {
     let local = started.elapsed().as_secs_f64();
     drop(chain);
 
-    println!("sync of {blocks} blocks ({transactions} transactions) from one peer on 127.0.0.1:");
+    println!("{name}: sync of {blocks} blocks ({transactions} transactions) from one peer on 127.0.0.1:");
     println!(
         "  over the network (connect to same tip):    {sync:.2} s, {:.0} blocks/s",
         blocks as f64 / sync
@@ -88,6 +130,25 @@ fn main() {
         blocks as f64 / local
     );
     println!("  ratio network / local: {:.2} (goal: at most 1.3)", sync / local);
+}
+
+fn main() {
+    let blocks = arg("--blocks", 5_000);
+    let rounds = arg("--rounds", 20);
+    let per_block = arg("--per-block", 20) as u32;
+
+    let dir_a = tempfile::tempdir().expect("tempdir");
+    let a = fixed(dir_a.path(), &[]);
+    eprintln!("mining {blocks} blocks with a payment every fifth block...");
+    mine_with_transactions(&a.rpc, blocks);
+    measure_sync(&a, "light chain");
+    drop(a);
+
+    let dir_a = tempfile::tempdir().expect("tempdir");
+    let a = fixed(dir_a.path(), &[]);
+    eprintln!("mining {blocks} blocks with {per_block} payments each...");
+    mine_loaded(&a.rpc, blocks, per_block);
+    measure_sync(&a, "loaded chain");
 
     // Propagation along a line of four.
     drop(a);

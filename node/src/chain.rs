@@ -388,6 +388,14 @@ impl Chain {
         }
     }
 
+    /// A stored block's encoding, as stored.
+    ///
+    /// # Errors
+    /// When the store fails.
+    pub fn block_bytes(&self, hash: &BlockHash) -> Result<Option<Vec<u8>>, ChainError> {
+        Ok(self.store.get(Cf::Bodies, &hash.to_byte_array())?)
+    }
+
     /// An unspent coin.
     ///
     /// # Errors

@@ -111,6 +111,10 @@ pub enum Response {
     Headers(Vec<BlockHeader>),
     /// The blocks asked for that the answerer has, in the order asked, up to its byte budget.
     Blocks(Vec<Block>),
+    /// Blocks as they are stored, already encoded: written exactly as
+    /// [`Response::Blocks`] is (and read back as one), without decoding and
+    /// encoding each block on the way out.
+    EncodedBlocks(Vec<Vec<u8>>),
 }
 
 const KIND_STATUS: u8 = 0;
@@ -235,6 +239,13 @@ impl Response {
                     block.encode_to(&mut out);
                 }
             }
+            Self::EncodedBlocks(blocks) => {
+                out.push(KIND_BLOCKS);
+                write_compact_size(&mut out, blocks.len() as u64);
+                for block in blocks {
+                    out.extend_from_slice(block);
+                }
+            }
         }
         out
     }
@@ -247,6 +258,7 @@ impl Response {
             Self::Status(_) => 32 + 32 + 4 + 32,
             Self::Headers(headers) => count(headers.len()) + 80 * headers.len(),
             Self::Blocks(blocks) => count(blocks.len()) + blocks.iter().map(Block::size).sum::<usize>(),
+            Self::EncodedBlocks(blocks) => count(blocks.len()) + blocks.iter().map(Vec::len).sum::<usize>(),
         }
     }
 
@@ -424,6 +436,12 @@ mod tests {
             Response::Headers(vec![params.genesis.header; 5]),
             Response::Blocks(vec![params.genesis.clone(); 2]),
         ];
+        let encoded = Response::EncodedBlocks(vec![params.genesis.encode(); 2]);
+        assert_eq!(encoded.encoded_len(), encoded.to_bytes().len());
+        assert_eq!(
+            Response::from_bytes(&encoded.to_bytes()),
+            Ok(Response::Blocks(vec![params.genesis.clone(); 2]))
+        );
         for response in responses {
             assert_eq!(response.encoded_len(), response.to_bytes().len());
             assert_eq!(Response::from_bytes(&response.to_bytes()), Ok(response));

@@ -9,7 +9,7 @@
 //! least the network's minimum chain work); until then they wait in the
 //! peer's budget. Bodies of the best header chain are then fetched from
 //! every peer that has them, at most [`MAX_BLOCKS_PER_REQUEST`] per
-//! request and four requests per peer, re-asked elsewhere when a request
+//! request and eight requests per peer, re-asked elsewhere when a request
 //! times out, and connected in order by the chain.
 //!
 //! Gossip is validated before it is forwarded: a block or transaction is
@@ -49,7 +49,7 @@ use crate::node::{unix_now, Announcement, Node};
 /// Headers a peer may have us hold before they add up to enough work.
 pub const HEADER_BUDGET: usize = 100_000;
 /// Sync requests in flight to one peer, at most.
-const REQUESTS_PER_PEER: usize = 4;
+const REQUESTS_PER_PEER: usize = 8;
 /// How long a sync request may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
 /// How often peers are asked for their status again.
@@ -1011,16 +1011,16 @@ impl Service {
                     let mut blocks = Vec::new();
                     let mut size = 0;
                     for hash in hashes {
-                        let block = node.state().chain.block(&hash).ok().flatten();
+                        let block = node.state().chain.block_bytes(&hash).ok().flatten();
                         if let Some(block) = block {
-                            size += block.size();
+                            size += block.len();
                             blocks.push(block);
                             if size >= BLOCKS_ANSWER_BUDGET {
                                 break;
                             }
                         }
                     }
-                    Outcome::Respond(channel, Response::Blocks(blocks), peer)
+                    Outcome::Respond(channel, Response::EncodedBlocks(blocks), peer)
                 }));
             }
         }
