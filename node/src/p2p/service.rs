@@ -1083,6 +1083,9 @@ impl Service {
             (Asked::Blocks(asked), Response::Blocks(blocks)) => self.on_blocks(peer, &asked, blocks),
             (asked, _) => {
                 tracing::debug!(%peer, ?asked, "answer of the wrong kind");
+                if let Some(state) = self.peers.get_mut(&peer) {
+                    state.headers_in_flight &= !matches!(asked, Asked::Headers);
+                }
                 if let Asked::Blocks(hashes) = asked {
                     for hash in hashes {
                         self.blocks_in_flight.remove(&hash);
