@@ -153,16 +153,7 @@ fn main() {
     // Propagation along a line of four.
     drop(a);
     let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().expect("tempdir")).collect();
-    let first = fixed(dirs[0].path(), &[]);
-    let second = fixed(dirs[1].path(), &[&first.p2p_address()]);
-    let third = fixed(dirs[2].path(), &[&second.p2p_address()]);
-    let last = fixed(dirs[3].path(), &[&third.p2p_address()]);
-    let line = [&first, &second, &third, &last];
-    for (node, peers) in line.iter().zip([1usize, 2, 2, 1]) {
-        while network::peers(&node.rpc) != peers {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
+    let [first, second, _third, last] = network::line_of_four(&dirs);
     first.rpc.ok("generatetoaddress", json!([1, address(1)]));
     while tip(&last.rpc) != tip(&first.rpc) {
         std::thread::sleep(Duration::from_millis(5));

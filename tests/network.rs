@@ -83,17 +83,23 @@ pub fn fixed(dir: &std::path::Path, connect: &[&str]) -> NodeProcess {
     NodeProcess::start(dir, &args)
 }
 
-#[test]
-fn blocks_and_transactions_cross_a_line_of_four_nodes() {
-    let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().expect("tempdir")).collect();
+/// Four nodes in `dirs`, each dialing only the one before it, connected.
+pub fn line_of_four(dirs: &[tempfile::TempDir]) -> [NodeProcess; 4] {
     let a = fixed(dirs[0].path(), &[]);
     let b = fixed(dirs[1].path(), &[&a.p2p_address()]);
     let c = fixed(dirs[2].path(), &[&b.p2p_address()]);
     let d = fixed(dirs[3].path(), &[&c.p2p_address()]);
-    let line = [&a, &b, &c, &d];
-    for (node, expected) in line.iter().zip([1, 2, 2, 1]) {
+    for (node, expected) in [&a, &b, &c, &d].iter().zip([1, 2, 2, 1]) {
         wait_until(30, "the line to connect", || peers(&node.rpc) == expected);
     }
+    [a, b, c, d]
+}
+
+#[test]
+fn blocks_and_transactions_cross_a_line_of_four_nodes() {
+    let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().expect("tempdir")).collect();
+    let [a, b, c, d] = line_of_four(&dirs);
+    let line = [&a, &b, &c, &d];
 
     // Coins for a transaction, mined at one end; a block at that end reaches the other.
     a.rpc.ok("generatetoaddress", json!([101, address(1)]));
