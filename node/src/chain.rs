@@ -116,6 +116,11 @@ pub struct AddressDelta {
     pub sent: Amount,
 }
 
+/// Below this many transactions, per-transaction work stays on the calling
+/// thread: handing it to the thread pool and waiting costs more than the
+/// checks (a few microseconds each).
+pub(crate) const PARALLEL_TRANSACTIONS: usize = 16;
+
 /// Checks signatures on all cores.
 #[derive(Debug)]
 pub struct ParallelVerifier {
@@ -130,15 +135,21 @@ impl Default for ParallelVerifier {
 
 impl SignatureVerifier for ParallelVerifier {
     fn first_failure(&self, checks: &[SignatureCheck]) -> Option<usize> {
-        checks.par_iter().with_min_len(8).position_any(|check| !check.verify(&self.secp))
+        // A verification is worth handing to the pool; a lone one is not.
+        if checks.len() < 2 {
+            return checks.iter().position(|check| !check.verify(&self.secp));
+        }
+        checks.par_iter().with_min_len(1).position_any(|check| !check.verify(&self.secp))
     }
 
     fn first_invalid_transaction(&self, txs: &[Transaction]) -> Option<(usize, TxError)> {
-        txs.par_iter()
-            .with_min_len(8)
-            .enumerate()
-            .filter_map(|(index, tx)| check_transaction(tx).err().map(|error| (index, error)))
-            .min_by_key(|(index, _)| *index)
+        let check =
+            |(index, tx): (usize, &Transaction)| check_transaction(tx).err().map(|error| (index, error));
+        // A few microseconds each: a handful stays on this thread.
+        if txs.len() < PARALLEL_TRANSACTIONS {
+            return txs.iter().enumerate().find_map(check);
+        }
+        txs.par_iter().with_min_len(8).enumerate().filter_map(check).min_by_key(|(index, _)| *index)
     }
 }
 
@@ -203,8 +214,12 @@ pub struct Chain {
     index: HashMap<BlockHash, Entry>,
     /// Valid entries by (work, earliest first): the best header is the last.
     ranked_headers: BTreeSet<Rank>,
-    /// Valid entries with bodies, likewise: where the best chain is looked for.
+    /// Valid entries whose bodies, and their ancestors' bodies, are all
+    /// stored ("linked"), likewise: the best of them is the chain to be on.
     ranked_bodies: BTreeSet<Rank>,
+    /// Valid stored bodies waiting for an ancestor's body, by parent: they
+    /// join `ranked_bodies` when the parent does.
+    unlinked: HashMap<BlockHash, Vec<BlockHash>>,
     active: Vec<BlockHash>,
     orphans: HashMap<BlockHash, Block>,
     orphan_order: VecDeque<BlockHash>,
@@ -229,6 +244,7 @@ impl Chain {
             index: HashMap::new(),
             ranked_headers: BTreeSet::new(),
             ranked_bodies: BTreeSet::new(),
+            unlinked: HashMap::new(),
             active: Vec::new(),
             orphans: HashMap::new(),
             orphan_order: VecDeque::new(),
@@ -284,11 +300,36 @@ impl Chain {
         }
         if entry.record.flags & INVALID == 0 {
             self.ranked_headers.insert(rank(&hash, &entry));
-            if entry.record.flags & HAS_BODY != 0 {
-                self.ranked_bodies.insert(rank(&hash, &entry));
-            }
         }
         self.index.insert(hash, entry);
+        self.link(hash);
+    }
+
+    /// Whether `hash` is a valid block whose body and ancestors' bodies are all stored.
+    fn is_linked(&self, hash: &BlockHash) -> bool {
+        self.index.get(hash).is_some_and(|entry| self.ranked_bodies.contains(&rank(hash, entry)))
+    }
+
+    /// Ranks the valid stored body `hash` as a candidate once its parent is
+    /// linked, and with it every body that waited for it; until then it
+    /// waits for its parent. Linear in the blocks it links, whatever order
+    /// bodies arrive in.
+    fn link(&mut self, hash: BlockHash) {
+        let usable = |entry: &Entry| entry.record.flags & (HAS_BODY | INVALID) == HAS_BODY;
+        let Some(entry) = self.index.get(&hash).filter(|e| usable(e)) else { return };
+        let parent = entry.header.prev_block;
+        if entry.record.height != Height::GENESIS && !self.is_linked(&parent) {
+            self.unlinked.entry(parent).or_default().push(hash);
+            return;
+        }
+        let mut ready = vec![hash];
+        while let Some(hash) = ready.pop() {
+            let Some(entry) = self.index.get(&hash).filter(|e| usable(e)) else { continue };
+            self.ranked_bodies.insert(rank(&hash, entry));
+            if let Some(children) = self.unlinked.remove(&hash) {
+                ready.extend(children);
+            }
+        }
     }
 
     fn take_seq(&mut self) -> u64 {
@@ -584,7 +625,12 @@ impl Chain {
                 return Ok((Accepted::Duplicate, Reorganization::default()));
             }
         }
-        check_header(&block.header, &self.params)?;
+        // A header already in the index (sent ahead of its body) passed
+        // every header check when it was stored; the clock only moved on.
+        let header_known = self.index.contains_key(&hash);
+        if !header_known {
+            check_header(&block.header, &self.params)?;
+        }
         let Some(parent) = self.index.get(&block.header.prev_block) else {
             self.add_orphan(hash, block);
             return Ok((Accepted::Orphan, Reorganization::default()));
@@ -594,14 +640,16 @@ impl Chain {
             return Err(ChainError::InvalidAncestor(hash));
         }
         let parent_record = parent.record;
-        let ancestry = self.branch(block.header.prev_block);
-        if let Err(error) =
-            check_header_contextual(&block.header, &self.params, &ancestry, parent_record.height, now)
-        {
-            if error.is_permanent() {
-                self.store_invalid(&block.header, Some(parent_record))?;
+        if !header_known {
+            let ancestry = self.branch(block.header.prev_block);
+            if let Err(error) =
+                check_header_contextual(&block.header, &self.params, &ancestry, parent_record.height, now)
+            {
+                if error.is_permanent() {
+                    self.store_invalid(&block.header, Some(parent_record))?;
+                }
+                return Err(error.into());
             }
-            return Err(error.into());
         }
         if let Err(error) = check_block_with(&block, &self.params, &self.verifier) {
             if error.marks_invalid() {
@@ -722,44 +770,10 @@ impl Chain {
     fn best_candidate(&self) -> BlockHash {
         let tip = self.tip();
         let tip_work = self.index[&tip].record.chain_work;
-        // Answers of `bodies_back_to_active`, shared by candidates with common ancestors.
-        let mut known = HashMap::new();
-        for (work, _, hash) in self.ranked_bodies.iter().rev() {
-            if *work <= tip_work {
-                break;
-            }
-            if self.bodies_back_to_active(hash, &mut known) {
-                return *hash;
-            }
+        match self.ranked_bodies.iter().next_back() {
+            Some((work, _, hash)) if *work > tip_work => *hash,
+            _ => tip,
         }
-        tip
-    }
-
-    /// Whether every block from `hash` back to the active chain has its
-    /// body (headers arrive first; bodies may come in any order). `known`
-    /// remembers answers, so that walks from many candidates stay linear.
-    fn bodies_back_to_active(&self, hash: &BlockHash, known: &mut HashMap<BlockHash, bool>) -> bool {
-        let mut walked = Vec::new();
-        let mut hash = *hash;
-        let answer = loop {
-            if let Some(answer) = known.get(&hash) {
-                break *answer;
-            }
-            if self.is_active(&hash) {
-                break true;
-            }
-            match self.index.get(&hash) {
-                Some(entry) if entry.record.flags & HAS_BODY != 0 && entry.record.flags & INVALID == 0 => {
-                    walked.push(hash);
-                    hash = entry.header.prev_block;
-                }
-                _ => break false,
-            }
-        };
-        for hash in walked {
-            known.insert(hash, answer);
-        }
-        answer
     }
 
     /// Switches to the most-work valid branch, any depth, one block per
@@ -1054,6 +1068,15 @@ impl Chain {
     /// As [`Chain::check_headers`], or a store failure.
     pub fn store_headers(&mut self, headers: &[BlockHeader], now: u64) -> Result<usize, HeadersError> {
         self.check_headers(&[], headers, now)?;
+        self.store_checked_headers(headers)
+    }
+
+    /// Stores a run of headers that [`Chain::check_headers`] accepted on
+    /// this chain, with no change to it since; returns how many were new.
+    ///
+    /// # Errors
+    /// A store failure.
+    pub(crate) fn store_checked_headers(&mut self, headers: &[BlockHeader]) -> Result<usize, HeadersError> {
         let mut batch = Batch::new();
         let mut new = Vec::new();
         let mut added: HashMap<BlockHash, IndexRecord> = HashMap::new();

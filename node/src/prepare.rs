@@ -16,6 +16,7 @@ use cairn_consensus::{Block, OutPoint, Params, Transaction, TxError};
 use rayon::prelude::*;
 use secp256k1::{Secp256k1, VerifyOnly};
 
+use crate::chain::PARALLEL_TRANSACTIONS;
 use crate::records::{coin_from_bytes, outpoint_key};
 use crate::store::{Cf, Store};
 
@@ -51,29 +52,34 @@ pub(crate) fn prepare(
         .flat_map(|tx| tx.inputs.iter().map(|input| input.prevout))
         .filter(|outpoint| !created.contains_key(outpoint))
         .collect();
-    let coins: HashMap<OutPoint, Coin> = prevouts
-        .par_iter()
-        .with_min_len(16)
-        .filter_map(|outpoint| {
-            let bytes = store.get(Cf::Utxo, &outpoint_key(outpoint)).ok()??;
-            Some((*outpoint, coin_from_bytes(&bytes).ok()?))
-        })
-        .collect();
-    let verified: Verified = spends
-        .par_iter()
-        .with_min_len(4)
-        .flat_map_iter(|tx| {
-            let spent: Option<Vec<Coin>> = tx
-                .inputs
-                .iter()
-                .map(|input| coins.get(&input.prevout).or_else(|| created.get(&input.prevout)).cloned())
-                .collect();
-            let checks = spent
-                .and_then(|spent| check_inputs(tx, &spent, context.height, context.median_time, params).ok())
-                .map_or_else(Vec::new, |checked| checked.signatures);
-            checks.into_iter().filter(|check| check.verify(secp)).map(|c| (c.message, c.signature, c.key))
-        })
-        .collect();
+    let read = |outpoint: &OutPoint| {
+        let bytes = store.get(Cf::Utxo, &outpoint_key(outpoint)).ok()??;
+        Some((*outpoint, coin_from_bytes(&bytes).ok()?))
+    };
+    // Small blocks stay on this thread: handing a few microseconds of work
+    // to the pool and waiting for it costs more than it saves.
+    let coins: HashMap<OutPoint, Coin> = if prevouts.len() < PARALLEL_TRANSACTIONS {
+        prevouts.iter().filter_map(read).collect()
+    } else {
+        prevouts.par_iter().with_min_len(16).filter_map(read).collect()
+    };
+    let verify = |tx: &&Transaction| {
+        let spent: Option<Vec<Coin>> = tx
+            .inputs
+            .iter()
+            .map(|input| coins.get(&input.prevout).or_else(|| created.get(&input.prevout)).cloned())
+            .collect();
+        let checks = spent
+            .and_then(|spent| check_inputs(tx, &spent, context.height, context.median_time, params).ok())
+            .map_or_else(Vec::new, |checked| checked.signatures);
+        checks.into_iter().filter(|check| check.verify(secp)).map(|c| (c.message, c.signature, c.key))
+    };
+    // Each transaction carries at least one signature: worth the pool from two.
+    let verified: Verified = if spends.len() < 2 {
+        spends.iter().flat_map(verify).collect()
+    } else {
+        spends.par_iter().with_min_len(1).flat_map_iter(verify).collect()
+    };
     Prepared { coins, verified }
 }
 

@@ -163,6 +163,61 @@ fn orphan_blocks_wait_for_their_parent() {
     assert_eq!(chain.orphan_count(), 0);
 }
 
+#[test]
+fn bodies_after_headers_connect_once_every_ancestor_body_is_there_in_any_order() {
+    let key = keypair(4);
+    // The source chain: 12 blocks, and a heavier fork of 8 from block 6.
+    let (mut source, _) = regtest();
+    let mut main_line = Vec::new();
+    for i in 0..12 {
+        let block = mine(&source, &key, Vec::new(), Amount::ZERO, NOW + i);
+        source.submit_block(block.clone(), NOW).expect("valid");
+        main_line.push(block);
+    }
+    let (mut forked, _) = regtest();
+    for block in &main_line[..6] {
+        forked.submit_block(block.clone(), NOW).expect("valid");
+    }
+    let mut fork = Vec::new();
+    for i in 0..8 {
+        let block = mine(&forked, &keypair(5), Vec::new(), Amount::ZERO, NOW + 100 + i);
+        forked.submit_block(block.clone(), NOW).expect("valid");
+        fork.push(block);
+    }
+
+    let (mut chain, store) = regtest();
+    let headers: Vec<_> = main_line.iter().map(|b| b.header).collect();
+    chain.store_headers(&headers, NOW).expect("headers");
+    assert_eq!(chain.best_header().height.get(), 12);
+    // Every body but the first, last first: nothing can connect yet.
+    for block in main_line[1..].iter().rev() {
+        assert_eq!(chain.submit_block(block.clone(), NOW).expect("valid").0, Accepted::SideBranch);
+        assert_eq!(chain.height().get(), 0);
+    }
+    // A restart with eleven bodies waiting for the first.
+    let mut chain = Chain::open(Arc::new(store), Params::for_network(Network::Regtest)).expect("reopen");
+    assert_eq!(chain.height().get(), 0);
+    let (accepted, reorg) = chain.submit_block(main_line[0].clone(), NOW).expect("valid");
+    assert_eq!(accepted, Accepted::Activated);
+    assert_eq!(reorg.connected.len(), 12, "the first body completes the chain");
+    assert_eq!(chain.tip(), source.tip());
+
+    // The heavier fork, its bodies with a gap at its third block: the
+    // chain moves only as far as the bodies it has allow (the fork's first
+    // two blocks carry less work than the main line's last six).
+    let fork_headers: Vec<_> = fork.iter().map(|b| b.header).collect();
+    chain.store_headers(&fork_headers, NOW).expect("fork headers");
+    for (i, block) in fork.iter().enumerate().rev().filter(|(i, _)| *i != 2) {
+        chain.submit_block(block.clone(), NOW).expect("valid");
+        assert_eq!(chain.tip(), source.tip(), "body {i} of the fork cannot connect yet");
+    }
+    let (accepted, reorg) = chain.submit_block(fork[2].clone(), NOW).expect("valid");
+    assert_eq!(accepted, Accepted::Activated);
+    assert_eq!((reorg.disconnected.len(), reorg.connected.len()), (6, 8));
+    assert_eq!(chain.tip(), forked.tip());
+    assert_eq!(chain.utxo_digest().expect("digest"), forked.utxo_digest().expect("digest"));
+}
+
 /// A chain where `count` mature coinbases pay `key`.
 fn chain_with_coins(key: &Keypair, count: u64) -> (Chain, Vec<(OutPoint, Amount)>) {
     let (mut chain, _) = regtest();
