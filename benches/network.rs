@@ -10,7 +10,10 @@
 //!   nodes takes to be the tip at the other end.
 //!
 //! `cargo bench --bench network` (5,000 blocks); `-- --blocks N` for another
-//! length, `--per-block N` for the loaded chain's payments. Figures in docs/performance.md.
+//! length, `--per-block N` for the loaded chain's payments, `--only light`
+//! (or `loaded`, `propagation`) for one part. `CAIRN_BENCH_KEEP_LOG=FILE`
+//! keeps the syncing node's log (with `RUST_LOG=info,cairn_node::sync=trace`
+//! it is a timeline of the sync). Figures in docs/performance.md.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -104,9 +107,12 @@ fn measure_sync(a: &NodeProcess, name: &str) {
     b.rpc.ok("addnode", json!([a.p2p_address(), "onetry"]));
     let target = tip(&a.rpc);
     while tip(&b.rpc) != target {
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(2));
     }
     let sync = started.elapsed().as_secs_f64();
+    if let Some(keep) = std::env::var_os("CAIRN_BENCH_KEEP_LOG") {
+        std::fs::copy(dir_b.path().join("node.log"), keep).expect("copy the syncing node's log");
+    }
     drop(b);
 
     // The same blocks validated from local storage by the same code.
@@ -132,26 +138,35 @@ fn measure_sync(a: &NodeProcess, name: &str) {
     println!("  ratio network / local: {:.2} (goal: at most 1.3)", sync / local);
 }
 
+/// Whether `--only` leaves `part` in (light, loaded or propagation).
+fn wanted(part: &str) -> bool {
+    std::env::args().skip_while(|a| a != "--only").nth(1).is_none_or(|only| only == part)
+}
+
 fn main() {
     let blocks = arg("--blocks", 5_000);
     let rounds = arg("--rounds", 20);
     let per_block = arg("--per-block", 20) as u32;
 
-    let dir_a = tempfile::tempdir().expect("tempdir");
-    let a = fixed(dir_a.path(), &[]);
-    eprintln!("mining {blocks} blocks with a payment every fifth block...");
-    mine_with_transactions(&a.rpc, blocks);
-    measure_sync(&a, "light chain");
-    drop(a);
-
-    let dir_a = tempfile::tempdir().expect("tempdir");
-    let a = fixed(dir_a.path(), &[]);
-    eprintln!("mining {blocks} blocks with {per_block} payments each...");
-    mine_loaded(&a.rpc, blocks, per_block);
-    measure_sync(&a, "loaded chain");
+    if wanted("light") {
+        let dir_a = tempfile::tempdir().expect("tempdir");
+        let a = fixed(dir_a.path(), &[]);
+        eprintln!("mining {blocks} blocks with a payment every fifth block...");
+        mine_with_transactions(&a.rpc, blocks);
+        measure_sync(&a, "light chain");
+    }
+    if wanted("loaded") {
+        let dir_a = tempfile::tempdir().expect("tempdir");
+        let a = fixed(dir_a.path(), &[]);
+        eprintln!("mining {blocks} blocks with {per_block} payments each...");
+        mine_loaded(&a.rpc, blocks, per_block);
+        measure_sync(&a, "loaded chain");
+    }
+    if !wanted("propagation") {
+        return;
+    }
 
     // Propagation along a line of four.
-    drop(a);
     let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().expect("tempdir")).collect();
     let [first, second, _third, last] = network::line_of_four(&dirs);
     first.rpc.ok("generatetoaddress", json!([1, address(1)]));

@@ -259,6 +259,18 @@ fn run(cli: Cli) -> Result<()> {
     let _ = server.stop();
     runtime.block_on(server.stopped());
     let _ = std::fs::remove_file(&cookie_path);
-    tracing::info!("stopped at height {}", node.state().chain.height());
+    let height = node.state().chain.height();
+    // Stop the network, then wait for the threads it leaves (block sync,
+    // blocking tasks) to let go of the node, so that the chain store
+    // closes before the process exits: RocksDB's threads must not outlive
+    // the process's static destructors.
+    drop(handle);
+    runtime.shutdown_timeout(Duration::from_secs(10));
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while Arc::strong_count(&node) > 1 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    drop(node);
+    tracing::info!("stopped at height {height}");
     Ok(())
 }

@@ -10,7 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use cairn_consensus::{Block, Lock, Params, Transaction, Txid, MAX_BLOCK_SIZE};
 
-use crate::chain::{Accepted, Chain, ChainError, ParallelVerifier};
+use crate::chain::{Accepted, Chain, ChainError, ParallelVerifier, TipSummary};
 use crate::mempool::{Mempool, MempoolError, DEFAULT_MAX_SIZE};
 use crate::store::Store;
 use crate::template::{new_block, COINBASE_RESERVE};
@@ -39,6 +39,50 @@ pub enum Announcement {
     Transaction(Arc<Transaction>),
 }
 
+/// Where the chain stands, readable without waiting for the state lock
+/// (which a connecting block holds for its whole connection).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChainSummary {
+    /// The active tip.
+    pub tip: TipSummary,
+    /// The valid header with the most work, body or not.
+    pub best_header: TipSummary,
+}
+
+impl ChainSummary {
+    fn of(chain: &Chain) -> Self {
+        Self { tip: chain.tip_summary(), best_header: chain.best_header() }
+    }
+}
+
+/// The locked state; unlocking it refreshes the node's [`ChainSummary`].
+#[derive(Debug)]
+pub struct StateGuard<'a> {
+    guard: MutexGuard<'a, State>,
+    summary: &'a Mutex<ChainSummary>,
+}
+
+impl std::ops::Deref for StateGuard<'_> {
+    type Target = State;
+    fn deref(&self) -> &State {
+        &self.guard
+    }
+}
+
+impl std::ops::DerefMut for StateGuard<'_> {
+    fn deref_mut(&mut self) -> &mut State {
+        &mut self.guard
+    }
+}
+
+impl Drop for StateGuard<'_> {
+    fn drop(&mut self) {
+        let now = ChainSummary::of(&self.guard.chain);
+        // A poisoned summary lock still holds plain data.
+        *self.summary.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = now;
+    }
+}
+
 /// Announcements queued for the network layer, at most.
 const ANNOUNCEMENT_QUEUE: usize = 1_024;
 
@@ -46,6 +90,7 @@ const ANNOUNCEMENT_QUEUE: usize = 1_024;
 #[derive(Debug)]
 pub struct Node {
     state: Mutex<State>,
+    summary: Mutex<ChainSummary>,
     verifier: ParallelVerifier,
     datadir: PathBuf,
     /// Raised when the tip changes; miners working on the old tip stop.
@@ -68,6 +113,7 @@ impl Node {
     pub fn open(store: Arc<dyn Store>, params: Params, datadir: &Path) -> Result<Self, ChainError> {
         let chain = Chain::open(store, params)?;
         Ok(Self {
+            summary: Mutex::new(ChainSummary::of(&chain)),
             state: Mutex::new(State { chain, mempool: Mempool::new(DEFAULT_MAX_SIZE) }),
             verifier: ParallelVerifier::default(),
             datadir: datadir.to_path_buf(),
@@ -107,8 +153,15 @@ impl Node {
     ///
     /// # Panics
     /// When a thread panicked while holding the lock.
-    pub fn state(&self) -> MutexGuard<'_, State> {
-        self.state.lock().expect("node state lock")
+    pub fn state(&self) -> StateGuard<'_> {
+        StateGuard { guard: self.state.lock().expect("node state lock"), summary: &self.summary }
+    }
+
+    /// Where the chain stood when the state was last unlocked, without
+    /// waiting for the state lock.
+    #[must_use]
+    pub fn summary(&self) -> ChainSummary {
+        *self.summary.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The verifier that checks signatures on all cores.
@@ -152,11 +205,34 @@ impl Node {
     /// # Errors
     /// The rule the block breaks, or a store failure.
     pub fn accept_block(&self, block: Block) -> Result<Accepted, ChainError> {
-        let now = unix_now();
+        self.accept_block_locked(&mut self.state(), block)
+    }
+
+    /// Accepts a run of blocks from a peer under one hold of the state
+    /// lock, for as long as `more` allows between blocks; returns what came
+    /// of each block taken, in order (fewer than given when `more` stopped it).
+    pub fn accept_blocks(
+        &self,
+        blocks: impl IntoIterator<Item = Block>,
+        mut more: impl FnMut() -> bool,
+    ) -> Vec<(cairn_consensus::BlockHash, Result<Accepted, ChainError>)> {
         let mut state = self.state();
+        let mut results = Vec::new();
+        for block in blocks {
+            let hash = block.block_hash();
+            results.push((hash, self.accept_block_locked(&mut state, block)));
+            if !more() {
+                break;
+            }
+        }
+        results
+    }
+
+    fn accept_block_locked(&self, state: &mut StateGuard<'_>, block: Block) -> Result<Accepted, ChainError> {
+        let now = unix_now();
         let (accepted, reorg) = state.chain.submit_block(block, now)?;
         if !reorg.connected.is_empty() || !reorg.disconnected.is_empty() {
-            let State { chain, mempool } = &mut *state;
+            let State { chain, mempool } = &mut **state;
             for block in &reorg.connected {
                 mempool.remove_for_block(block);
             }

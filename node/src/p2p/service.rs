@@ -54,12 +54,23 @@ const REQUESTS_PER_PEER: usize = 8;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
 /// How often peers are asked for their status again.
 const STATUS_INTERVAL: Duration = Duration::from_secs(15);
+/// How often peers hear of our tip while we are still syncing.
+const SYNCING_STATUS_INTERVAL: Duration = Duration::from_secs(2);
 /// How long to wait before dialing the same address again.
 const REDIAL_INTERVAL: Duration = Duration::from_secs(5);
 /// Commands queued from RPC, at most.
 const COMMAND_QUEUE: usize = 64;
 /// Sync answers waiting to be connected, at most.
-const CONNECT_QUEUE: usize = 256;
+const CONNECT_QUEUE: usize = 64;
+/// The block-sync thread holds the node's lock this long at most between
+/// blocks, then lets others (RPC, serving peers, the network task) in.
+const CONNECT_SLICE: Duration = Duration::from_millis(5);
+/// Bodies are asked for only this many blocks ahead of the tip, so that
+/// blocks in flight and waiting to be connected stay bounded.
+const DOWNLOAD_WINDOW: u32 = 1_024;
+/// Bytes of answers waiting for the block-sync thread, at most, before no
+/// more bodies are asked for.
+const DELIVERED_BYTES: usize = 64 << 20;
 
 /// How the network layer runs.
 #[derive(Debug, Clone)]
@@ -299,6 +310,17 @@ enum Asked {
     Blocks(Vec<BlockHash>),
 }
 
+impl Asked {
+    /// A short description for logs.
+    fn label(&self) -> String {
+        match self {
+            Self::Status => "status".into(),
+            Self::Headers => "headers".into(),
+            Self::Blocks(hashes) => format!("{} blocks", hashes.len()),
+        }
+    }
+}
+
 /// Work done off the loop, and what came of it.
 enum Outcome {
     Respond(request_response::ResponseChannel<Response>, Response, PeerId),
@@ -322,6 +344,10 @@ enum Outcome {
     },
     Blocks {
         peer: PeerId,
+        /// Every block of the answer, connected or not.
+        hashes: Vec<BlockHash>,
+        /// Their encoded size, in bytes.
+        bytes: usize,
         failures: Vec<(BlockHash, ChainError)>,
     },
 }
@@ -468,21 +494,30 @@ pub fn start(node: Arc<Node>, config: NetworkConfig) -> Result<NetworkHandle, Ne
     let handle = NetworkHandle { commands: commands_in, shared: shared.clone() };
     // Synced blocks are connected on one thread, in the order they arrive,
     // so that ranges asked of peers connect in order and never contend.
-    let (connector, to_connect) = std::sync::mpsc::sync_channel::<(PeerId, Vec<Block>)>(CONNECT_QUEUE);
+    let (connector, to_connect) = std::sync::mpsc::sync_channel::<(PeerId, Vec<Block>, usize)>(CONNECT_QUEUE);
     let (connected_out, connected) = mpsc::channel(CONNECT_QUEUE);
     let connecting_node = node.clone();
     std::thread::Builder::new()
         .name("block-sync".into())
         .spawn(move || {
-            for (peer, blocks) in to_connect {
+            for (peer, blocks, bytes) in to_connect {
+                tracing::trace!(target: "cairn_node::sync", count = blocks.len(), "connecting an answer");
                 let mut failures = Vec::new();
-                for block in blocks {
-                    let hash = block.block_hash();
-                    if let Err(e) = connecting_node.accept_block(block) {
-                        failures.push((hash, e));
+                let mut hashes = Vec::with_capacity(blocks.len());
+                let mut blocks = blocks.into_iter().peekable();
+                while blocks.peek().is_some() {
+                    // One lock hold for a few milliseconds of blocks.
+                    let started = Instant::now();
+                    let more = || started.elapsed() < CONNECT_SLICE;
+                    for (hash, result) in connecting_node.accept_blocks(&mut blocks, more) {
+                        hashes.push(hash);
+                        if let Err(e) = result {
+                            failures.push((hash, e));
+                        }
                     }
                 }
-                if connected_out.blocking_send(Outcome::Blocks { peer, failures }).is_err() {
+                tracing::trace!(target: "cairn_node::sync", "answer connected");
+                if connected_out.blocking_send(Outcome::Blocks { peer, hashes, bytes, failures }).is_err() {
                     break;
                 }
             }
@@ -503,6 +538,8 @@ pub fn start(node: Arc<Node>, config: NetworkConfig) -> Result<NetworkHandle, Ne
         peers: HashMap::new(),
         asked: HashMap::new(),
         blocks_in_flight: HashMap::new(),
+        delivered: HashSet::new(),
+        delivered_bytes: 0,
         avoid: HashMap::new(),
         tasks: FuturesUnordered::new(),
         connector,
@@ -511,6 +548,7 @@ pub fn start(node: Arc<Node>, config: NetworkConfig) -> Result<NetworkHandle, Ne
         transactions_topic: transactions,
         genesis,
         told_tip: genesis,
+        told_at: Instant::now(),
         download: (genesis, std::collections::VecDeque::new()),
     };
     tokio::spawn(service.run());
@@ -532,19 +570,25 @@ struct Service {
     asked: HashMap<request_response::OutboundRequestId, (PeerId, Asked)>,
     /// Bodies asked for, and from whom.
     blocks_in_flight: HashMap<BlockHash, PeerId>,
+    /// Bodies received and handed to the block-sync thread, not yet
+    /// connected: not asked for again meanwhile.
+    delivered: HashSet<BlockHash>,
+    /// Their encoded size.
+    delivered_bytes: usize,
     /// A peer that stalled on a block, or did not have it, is not asked
     /// for it again soon.
     avoid: HashMap<(BlockHash, PeerId), Instant>,
     tasks: FuturesUnordered<tokio::task::JoinHandle<Outcome>>,
     /// To the block-sync thread; dropping it stops the thread.
-    connector: std::sync::mpsc::SyncSender<(PeerId, Vec<Block>)>,
+    connector: std::sync::mpsc::SyncSender<(PeerId, Vec<Block>, usize)>,
     /// What the block-sync thread made of each answer.
     connected: mpsc::Receiver<Outcome>,
     blocks_topic: gossipsub::IdentTopic,
     transactions_topic: gossipsub::IdentTopic,
     genesis: BlockHash,
-    /// The tip peers were last told about.
+    /// The tip peers were last told about, and when.
     told_tip: BlockHash,
+    told_at: Instant,
     /// The best header the download queue was worked out for, and the
     /// queue: blocks on its way whose bodies were missing, lowest first.
     download: (BlockHash, std::collections::VecDeque<(BlockHash, u32)>),
@@ -552,13 +596,20 @@ struct Service {
 
 impl Service {
     /// Tells every peer our status when the tip moved since they were last
-    /// told, so a peer behind us starts syncing at once.
+    /// told, so a peer behind us starts syncing at once; while we sync
+    /// ourselves, at most every few seconds.
     fn tell_tip(&mut self) {
-        let status = self.status();
+        let summary = self.node.summary();
+        let status = Status { genesis: self.genesis, tip: summary.tip };
         if status.tip.hash == self.told_tip {
             return;
         }
+        let syncing = summary.best_header.chain_work > summary.tip.chain_work;
+        if syncing && self.told_at.elapsed() < SYNCING_STATUS_INTERVAL {
+            return;
+        }
         self.told_tip = status.tip.hash;
+        self.told_at = Instant::now();
         let peers: Vec<PeerId> = self.peers.keys().copied().collect();
         for peer in peers {
             if let Some(state) = self.peers.get_mut(&peer) {
@@ -648,11 +699,12 @@ impl Service {
     }
 
     fn status(&self) -> Status {
-        Status { genesis: self.genesis, tip: self.node.state().chain.tip_summary() }
+        Status { genesis: self.genesis, tip: self.node.summary().tip }
     }
 
     fn send_request(&mut self, peer: PeerId, request: Request, asked: Asked) {
         let size = request.to_bytes().len() as u64;
+        tracing::trace!(target: "cairn_node::sync", %peer, asked = asked.label(), "request sent");
         let id = self.swarm.behaviour_mut().sync.send_request(&peer, request);
         if let Some(state) = self.peers.get_mut(&peer) {
             state.bytes_out += size;
@@ -1037,7 +1089,7 @@ impl Service {
             state.last_status = Instant::now();
         }
         self.refresh_peers();
-        let best = self.node.state().chain.best_header();
+        let best = self.node.summary().best_header;
         if status.tip.chain_work > best.chain_work {
             self.request_headers(peer);
         }
@@ -1071,6 +1123,7 @@ impl Service {
             self.penalize(peer, Offence::Unrequested);
             return;
         };
+        tracing::trace!(target: "cairn_node::sync", %peer, asked = asked.label(), "answer received");
         if let Some(state) = self.peers.get_mut(&peer) {
             state.bytes_in += response.encoded_len() as u64;
             if !matches!(asked, Asked::Status) {
@@ -1137,10 +1190,22 @@ impl Service {
         if junk {
             self.penalize(peer, Offence::Unrequested);
         }
-        if let Err(e) = self.connector.try_send((peer, wanted)) {
-            // The queue is full: drop the answer; its blocks are asked for again.
-            tracing::debug!(%peer, "block-sync queue full: {e}");
+        if wanted.is_empty() {
+            self.schedule_blocks();
+            return;
         }
+        let hashes: Vec<BlockHash> = wanted.iter().map(Block::block_hash).collect();
+        let bytes: usize = wanted.iter().map(Block::size).sum();
+        match self.connector.try_send((peer, wanted, bytes)) {
+            Ok(()) => {
+                self.delivered.extend(hashes);
+                self.delivered_bytes += bytes;
+            }
+            // The queue is full: drop the answer; its blocks are asked for again.
+            Err(e) => tracing::debug!(%peer, "block-sync queue full: {e}"),
+        }
+        // Keep every peer busy while the answer connects.
+        self.schedule_blocks();
     }
 
     fn on_outcome(&mut self, outcome: Outcome) {
@@ -1169,7 +1234,7 @@ impl Service {
                 }
                 if matches!(result, Ok(Accepted::Activated)) {
                     // The sender has the block that is now our tip.
-                    let ours = self.node.state().chain.tip_summary();
+                    let ours = self.node.summary().tip;
                     if let Some(status) = self.peers.get_mut(&source).and_then(|s| s.status.as_mut()) {
                         if ours.chain_work > status.tip.chain_work {
                             status.tip = ours;
@@ -1205,9 +1270,9 @@ impl Service {
                         if stored > 0 {
                             tracing::debug!(%peer, stored, "headers stored");
                         }
-                        let behind = state.status.is_some_and(|s| {
-                            s.tip.chain_work > self.node.state().chain.best_header().chain_work
-                        });
+                        let behind = state
+                            .status
+                            .is_some_and(|s| s.tip.chain_work > self.node.summary().best_header.chain_work);
                         if full || (stored > 0 && behind) {
                             self.request_headers(peer);
                         }
@@ -1222,7 +1287,11 @@ impl Service {
                 }
                 self.schedule_blocks();
             }
-            Outcome::Blocks { peer, failures } => {
+            Outcome::Blocks { peer, hashes, bytes, failures } => {
+                for hash in &hashes {
+                    self.delivered.remove(hash);
+                }
+                self.delivered_bytes = self.delivered_bytes.saturating_sub(bytes);
                 self.tell_tip();
                 for (hash, error) in failures {
                     tracing::info!(%peer, %hash, "block refused: {error}");
@@ -1241,30 +1310,7 @@ impl Service {
     fn schedule_blocks(&mut self) {
         let now = Instant::now();
         self.avoid.retain(|_, when| now.duration_since(*when) < Duration::from_secs(60));
-        let missing: Vec<(BlockHash, u32)> = {
-            let state = self.node.state();
-            // The download queue is worked out again only when the best header changes.
-            let best = state.chain.best_header().hash;
-            if self.download.0 != best {
-                let queue = state.chain.missing_bodies(usize::MAX);
-                self.download.1 = queue
-                    .into_iter()
-                    .filter_map(|hash| state.chain.entry(&hash).map(|e| (hash, e.record.height.get())))
-                    .collect();
-                self.download.0 = best;
-            }
-            while self.download.1.front().is_some_and(|(hash, _)| state.chain.has_body(hash)) {
-                self.download.1.pop_front();
-            }
-            self.download
-                .1
-                .iter()
-                .filter(|(hash, _)| !self.blocks_in_flight.contains_key(hash) && !state.chain.has_body(hash))
-                .take(1024)
-                .copied()
-                .collect()
-        };
-        if missing.is_empty() {
+        if self.delivered_bytes >= DELIVERED_BYTES {
             return;
         }
         let mut peers: Vec<(PeerId, u32, usize)> = self
@@ -1273,7 +1319,43 @@ impl Service {
             .filter_map(|(peer, s)| s.status.map(|st| (*peer, st.tip.height.get(), s.requests_in_flight)))
             .filter(|(_, _, in_flight)| *in_flight < REQUESTS_PER_PEER)
             .collect();
+        if peers.is_empty() {
+            return;
+        }
         peers.sort_by_key(|(_, _, in_flight)| *in_flight);
+        // The state lock is taken only briefly: a block may be connecting.
+        let summary = self.node.summary();
+        let horizon = summary.tip.height.get().saturating_add(DOWNLOAD_WINDOW);
+        // The download queue is worked out again only when the best header changes.
+        if self.download.0 != summary.best_header.hash {
+            let state = self.node.state();
+            let best = state.chain.best_header().hash;
+            self.download.1 = state
+                .chain
+                .missing_bodies(usize::MAX)
+                .into_iter()
+                .filter_map(|hash| state.chain.entry(&hash).map(|e| (hash, e.record.height.get())))
+                .collect();
+            self.download.0 = best;
+        }
+        let mut missing: Vec<(BlockHash, u32)> = self
+            .download
+            .1
+            .iter()
+            .take_while(|(_, height)| *height <= horizon)
+            .filter(|(hash, _)| !self.blocks_in_flight.contains_key(hash) && !self.delivered.contains(hash))
+            .copied()
+            .collect();
+        {
+            let state = self.node.state();
+            while self.download.1.front().is_some_and(|(hash, _)| state.chain.has_body(hash)) {
+                self.download.1.pop_front();
+            }
+            missing.retain(|(hash, _)| !state.chain.has_body(hash));
+        }
+        if missing.is_empty() {
+            return;
+        }
         let mut queue = missing.into_iter().peekable();
         let mut requests = Vec::new();
         'peers: for (peer, height, in_flight) in peers {
@@ -1403,7 +1485,8 @@ fn take_headers(
         chain_work: work,
     };
     if work > chain.tip_summary().chain_work && work >= minimum {
-        let result = chain.store_headers(&pending, now);
+        // Checked just above, under the same lock.
+        let result = chain.store_checked_headers(&pending);
         return (Vec::new(), Some(seen), result);
     }
     if pending.len() > HEADER_BUDGET {
