@@ -41,17 +41,31 @@ pub enum Announcement {
 
 /// Where the chain stands, readable without waiting for the state lock
 /// (which a connecting block holds for its whole connection).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChainSummary {
     /// The active tip.
     pub tip: TipSummary,
     /// The valid header with the most work, body or not.
     pub best_header: TipSummary,
+    /// A locator of the best header's chain, for asking peers for more.
+    pub locator: Arc<[cairn_consensus::BlockHash]>,
 }
 
 impl ChainSummary {
     fn of(chain: &Chain) -> Self {
-        Self { tip: chain.tip_summary(), best_header: chain.best_header() }
+        let best_header = chain.best_header();
+        Self { tip: chain.tip_summary(), best_header, locator: chain.locator(&best_header.hash).into() }
+    }
+
+    /// Brings the summary up to date with `chain` (the locator only when
+    /// the best header moved).
+    fn refresh(&mut self, chain: &Chain) {
+        self.tip = chain.tip_summary();
+        let best_header = chain.best_header();
+        if best_header.hash != self.best_header.hash {
+            self.locator = chain.locator(&best_header.hash).into();
+        }
+        self.best_header = best_header;
     }
 }
 
@@ -77,9 +91,8 @@ impl std::ops::DerefMut for StateGuard<'_> {
 
 impl Drop for StateGuard<'_> {
     fn drop(&mut self) {
-        let now = ChainSummary::of(&self.guard.chain);
         // A poisoned summary lock still holds plain data.
-        *self.summary.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = now;
+        self.summary.lock().unwrap_or_else(std::sync::PoisonError::into_inner).refresh(&self.guard.chain);
     }
 }
 
@@ -157,11 +170,23 @@ impl Node {
         StateGuard { guard: self.state.lock().expect("node state lock"), summary: &self.summary }
     }
 
+    /// Locks the state if no one else holds it.
+    ///
+    /// # Panics
+    /// When a thread panicked while holding the lock.
+    pub fn try_state(&self) -> Option<StateGuard<'_>> {
+        match self.state.try_lock() {
+            Ok(guard) => Some(StateGuard { guard, summary: &self.summary }),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+            Err(std::sync::TryLockError::Poisoned(_)) => panic!("node state lock poisoned"),
+        }
+    }
+
     /// Where the chain stood when the state was last unlocked, without
     /// waiting for the state lock.
     #[must_use]
     pub fn summary(&self) -> ChainSummary {
-        *self.summary.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.summary.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 
     /// The verifier that checks signatures on all cores.

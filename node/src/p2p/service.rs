@@ -983,27 +983,21 @@ impl Service {
                 self.penalize(source, Offence::ProtocolViolation);
                 return;
             };
-            let (known, parent_known) = {
-                let state = node.state();
-                (
-                    state.chain.has_body(&block.block_hash()),
-                    state.chain.entry(&block.header.prev_block).is_some(),
-                )
-            };
-            if known {
-                self.report(&id, &source, gossipsub::MessageAcceptance::Ignore);
-                return;
-            }
-            if !parent_known {
-                // Not checkable yet: catch up with the sender first.
-                self.report(&id, &source, gossipsub::MessageAcceptance::Ignore);
-                self.request_headers(source);
-                return;
-            }
-            self.tasks.push(tokio::task::spawn_blocking(move || Outcome::GossipBlock {
-                source,
-                id,
-                result: node.accept_block(block),
+            // Off the network task: the state lock may be busy.
+            self.tasks.push(tokio::task::spawn_blocking(move || {
+                let seen = {
+                    let state = node.state();
+                    if state.chain.has_body(&block.block_hash()) {
+                        Some(Accepted::Duplicate)
+                    } else if state.chain.entry(&block.header.prev_block).is_none() {
+                        // Not checkable yet: the sender's headers come first.
+                        Some(Accepted::Orphan)
+                    } else {
+                        None
+                    }
+                };
+                let result = seen.map_or_else(|| node.accept_block(block), Ok);
+                Outcome::GossipBlock { source, id, result }
             }));
         } else if message.topic == self.transactions_topic.hash() {
             let Ok(tx) = Transaction::decode(&message.data) else {
@@ -1106,11 +1100,7 @@ impl Service {
         if let Some(last) = state.pending_headers.last() {
             locator.push(last.block_hash());
         }
-        {
-            let node = self.node.state();
-            let best = node.chain.best_header();
-            locator.extend(node.chain.locator(&best.hash));
-        }
+        locator.extend(self.node.summary().locator.iter().copied());
         locator.truncate(MAX_LOCATOR);
         if let Some(state) = self.peers.get_mut(&peer) {
             state.headers_in_flight = true;
@@ -1232,6 +1222,10 @@ impl Service {
                 if acceptance == Reject {
                     self.penalize(source, Offence::InvalidBlock);
                 }
+                if matches!(result, Ok(Accepted::Orphan)) {
+                    // Catch up with the sender.
+                    self.request_headers(source);
+                }
                 if matches!(result, Ok(Accepted::Activated)) {
                     // The sender has the block that is now our tip.
                     let ours = self.node.summary().tip;
@@ -1257,7 +1251,6 @@ impl Service {
             }
             Outcome::Headers { peer, full, pending, seen, result } => {
                 let Some(state) = self.peers.get_mut(&peer) else { return };
-                state.headers_in_flight = false;
                 state.pending_headers = pending;
                 // It sent these headers, so it has at least that chain.
                 if let (Some(status), Some(seen)) = (state.status.as_mut(), seen) {
@@ -1267,6 +1260,7 @@ impl Service {
                 }
                 match result {
                     Ok(stored) => {
+                        state.headers_in_flight = false;
                         if stored > 0 {
                             tracing::debug!(%peer, stored, "headers stored");
                         }
@@ -1279,6 +1273,7 @@ impl Service {
                     }
                     Err(error) => {
                         tracing::info!(%peer, "headers refused: {error}");
+                        state.headers_in_flight = false;
                         state.pending_headers.clear();
                         if error.is_misbehaviour() {
                             self.penalize(peer, Offence::InvalidHeaders);
@@ -1323,12 +1318,14 @@ impl Service {
             return;
         }
         peers.sort_by_key(|(_, _, in_flight)| *in_flight);
-        // The state lock is taken only briefly: a block may be connecting.
+        // The network task never waits for the state lock (a block may be
+        // connecting, headers being stored): what needs it waits for the
+        // next call when the lock is busy.
         let summary = self.node.summary();
         let horizon = summary.tip.height.get().saturating_add(DOWNLOAD_WINDOW);
         // The download queue is worked out again only when the best header changes.
         if self.download.0 != summary.best_header.hash {
-            let state = self.node.state();
+            let Some(state) = self.node.try_state() else { return };
             let best = state.chain.best_header().hash;
             self.download.1 = state
                 .chain
@@ -1346,12 +1343,15 @@ impl Service {
             .filter(|(hash, _)| !self.blocks_in_flight.contains_key(hash) && !self.delivered.contains(hash))
             .copied()
             .collect();
-        {
-            let state = self.node.state();
+        if let Some(state) = self.node.try_state() {
             while self.download.1.front().is_some_and(|(hash, _)| state.chain.has_body(hash)) {
                 self.download.1.pop_front();
             }
             missing.retain(|(hash, _)| !state.chain.has_body(hash));
+        } else {
+            // Blocks up to the tip's height most likely have their bodies
+            // already: leave them to a call that can tell.
+            missing.retain(|(_, height)| *height > summary.tip.height.get());
         }
         if missing.is_empty() {
             return;
