@@ -139,7 +139,7 @@ impl SignatureVerifier for ParallelVerifier {
         if checks.len() < 2 {
             return checks.iter().position(|check| !check.verify(&self.secp));
         }
-        checks.par_iter().with_min_len(1).position_any(|check| !check.verify(&self.secp))
+        checks.par_iter().with_min_len(8).position_any(|check| !check.verify(&self.secp))
     }
 
     fn first_invalid_transaction(&self, txs: &[Transaction]) -> Option<(usize, TxError)> {

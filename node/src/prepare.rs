@@ -78,7 +78,7 @@ pub(crate) fn prepare(
     let verified: Verified = if spends.len() < 2 {
         spends.iter().flat_map(verify).collect()
     } else {
-        spends.par_iter().with_min_len(1).flat_map_iter(verify).collect()
+        spends.par_iter().with_min_len(4).flat_map_iter(verify).collect()
     };
     Prepared { coins, verified }
 }
