@@ -408,3 +408,52 @@ fn prepared_connection_still_refuses_bad_signatures_and_double_spends() {
         mine(&chain, &key, vec![parent, child], Amount::from_base_units(1_000).expect("fee"), NOW + 302);
     assert_eq!(chain.submit_block(block, NOW).expect("valid").0, Accepted::Activated);
 }
+
+#[test]
+fn the_chain_summary_follows_every_change_made_under_the_lock() {
+    use crate::node::Node;
+    let key = keypair(13);
+    let now = crate::node::unix_now();
+    let node = Node::open(
+        Arc::new(MemStore::new()),
+        Params::for_network(Network::Regtest),
+        std::path::Path::new("/nonexistent"),
+    )
+    .expect("open");
+    let genesis = node.summary();
+    assert_eq!(genesis.tip.height.get(), 0);
+    assert_eq!(genesis.best_header, genesis.tip);
+    assert_eq!(&genesis.locator[..], &[genesis.tip.hash]);
+
+    // Headers stored through the lock move the best header and the locator, not the tip.
+    let (mut source, _) = regtest();
+    let mut blocks = Vec::new();
+    for i in 0..3 {
+        let block = mine(&source, &key, Vec::new(), Amount::ZERO, now + i);
+        source.submit_block(block.clone(), now).expect("valid");
+        blocks.push(block);
+    }
+    let headers: Vec<_> = blocks.iter().map(|b| b.header).collect();
+    node.state().chain.store_headers(&headers, now).expect("headers");
+    let summary = node.summary();
+    assert_eq!(summary.tip, genesis.tip);
+    assert_eq!((summary.best_header.height.get(), summary.best_header.hash), (3, source.tip()));
+    assert_eq!(summary.locator[0], source.tip());
+
+    // Blocks accepted as a run move the tip; a run stops when told to.
+    let mut blocks = blocks.into_iter();
+    let first = node.accept_blocks(&mut blocks, || false);
+    assert_eq!(first.len(), 1, "stopped after one block");
+    assert_eq!(node.summary().tip.height.get(), 1);
+    let results = node.accept_blocks(blocks, || true);
+    assert_eq!(results.len(), 2);
+    assert!(results.iter().all(|(_, r)| matches!(r, Ok(Accepted::Activated))), "{results:?}");
+    assert_eq!(node.summary().tip.hash, source.tip());
+
+    // While the lock is held, try_state gives way and the summary still answers.
+    let held = node.state();
+    assert!(node.try_state().is_none());
+    assert_eq!(node.summary().tip.height.get(), 3);
+    drop(held);
+    assert!(node.try_state().is_some());
+}
