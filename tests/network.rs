@@ -151,6 +151,24 @@ fn a_late_node_catches_up_on_2000_blocks_with_transactions() {
     assert_eq!(digest(&b.rpc), digest(&a.rpc));
     let info = b.rpc.ok("getblockchaininfo", json!([]));
     assert_eq!(info["headers"], info["blocks"]);
+    // Each body crossed once: what it received is the blocks, their headers
+    // and a little chatter, not blocks asked for twice.
+    let blocks: u64 = (1..=2_000)
+        .map(|height| {
+            let hash = a.rpc.ok("getblockhash", json!([height]));
+            a.rpc.ok("getblock", json!([hash, 1]))["size"].as_u64().expect("size")
+        })
+        .sum();
+    let received: u64 = b
+        .rpc
+        .ok("getpeerinfo", json!([]))
+        .as_array()
+        .expect("peers")
+        .iter()
+        .map(|p| p["bytesrecv"].as_u64().expect("bytes"))
+        .sum();
+    let headers = 2_000 * 80;
+    assert!(received < (blocks + headers) * 5 / 4, "received {received} bytes for {blocks} bytes of blocks");
 }
 
 #[test]
