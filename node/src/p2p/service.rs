@@ -344,9 +344,7 @@ enum Outcome {
     },
     Blocks {
         peer: PeerId,
-        /// Every block of the answer, connected or not.
-        hashes: Vec<BlockHash>,
-        /// Their encoded size, in bytes.
+        /// The answer's encoded size, in bytes.
         bytes: usize,
         failures: Vec<(BlockHash, ChainError)>,
     },
@@ -503,21 +501,19 @@ pub fn start(node: Arc<Node>, config: NetworkConfig) -> Result<NetworkHandle, Ne
             for (peer, blocks, bytes) in to_connect {
                 tracing::trace!(target: "cairn_node::sync", count = blocks.len(), "connecting an answer");
                 let mut failures = Vec::new();
-                let mut hashes = Vec::with_capacity(blocks.len());
                 let mut blocks = blocks.into_iter().peekable();
                 while blocks.peek().is_some() {
                     // One lock hold for a few milliseconds of blocks.
                     let started = Instant::now();
                     let more = || started.elapsed() < CONNECT_SLICE;
                     for (hash, result) in connecting_node.accept_blocks(&mut blocks, more) {
-                        hashes.push(hash);
                         if let Err(e) = result {
                             failures.push((hash, e));
                         }
                     }
                 }
                 tracing::trace!(target: "cairn_node::sync", "answer connected");
-                if connected_out.blocking_send(Outcome::Blocks { peer, hashes, bytes, failures }).is_err() {
+                if connected_out.blocking_send(Outcome::Blocks { peer, bytes, failures }).is_err() {
                     break;
                 }
             }
@@ -1282,8 +1278,11 @@ impl Service {
                 }
                 self.schedule_blocks();
             }
-            Outcome::Blocks { peer, hashes, bytes, failures } => {
-                for hash in &hashes {
+            Outcome::Blocks { peer, bytes, failures } => {
+                // Stored bodies stay counted as delivered until the download
+                // queue, under the lock, sees them stored; refused ones may
+                // be asked for again.
+                for (hash, _) in &failures {
                     self.delivered.remove(hash);
                 }
                 self.delivered_bytes = self.delivered_bytes.saturating_sub(bytes);
@@ -1334,6 +1333,8 @@ impl Service {
                 .filter_map(|hash| state.chain.entry(&hash).map(|e| (hash, e.record.height.get())))
                 .collect();
             self.download.0 = best;
+            let wanted: HashSet<BlockHash> = self.download.1.iter().map(|(hash, _)| *hash).collect();
+            self.delivered.retain(|hash| wanted.contains(hash));
         }
         let mut missing: Vec<(BlockHash, u32)> = self
             .download
@@ -1343,15 +1344,16 @@ impl Service {
             .filter(|(hash, _)| !self.blocks_in_flight.contains_key(hash) && !self.delivered.contains(hash))
             .copied()
             .collect();
+        // Without the lock, what was delivered (stored or waiting to be)
+        // is known here; only bodies that came another way (gossip, RPC)
+        // need the lock to be seen.
         if let Some(state) = self.node.try_state() {
-            while self.download.1.front().is_some_and(|(hash, _)| state.chain.has_body(hash)) {
+            while let Some((hash, _)) = self.download.1.front().filter(|(hash, _)| state.chain.has_body(hash))
+            {
+                self.delivered.remove(hash);
                 self.download.1.pop_front();
             }
             missing.retain(|(hash, _)| !state.chain.has_body(hash));
-        } else {
-            // Blocks up to the tip's height most likely have their bodies
-            // already: leave them to a call that can tell.
-            missing.retain(|(_, height)| *height > summary.tip.height.get());
         }
         if missing.is_empty() {
             return;
