@@ -566,10 +566,11 @@ struct Service {
     asked: HashMap<request_response::OutboundRequestId, (PeerId, Asked)>,
     /// Bodies asked for, and from whom.
     blocks_in_flight: HashMap<BlockHash, PeerId>,
-    /// Bodies received and handed to the block-sync thread, not yet
-    /// connected: not asked for again meanwhile.
+    /// Bodies received and handed to the block-sync thread: not asked for
+    /// again until the download queue, under the lock, sees them stored (or
+    /// is worked out anew), or the thread refuses them.
     delivered: HashSet<BlockHash>,
-    /// Their encoded size.
+    /// The encoded size of the answers still waiting for the thread.
     delivered_bytes: usize,
     /// A peer that stalled on a block, or did not have it, is not asked
     /// for it again soon.
@@ -1154,23 +1155,26 @@ impl Service {
 
     fn on_blocks(&mut self, peer: PeerId, asked: &[BlockHash], blocks: Vec<Block>) {
         let now = Instant::now();
-        let delivered: HashSet<BlockHash> = blocks.iter().map(Block::block_hash).collect();
+        let asked_set: HashSet<&BlockHash> = asked.iter().collect();
+        let mut wanted = Vec::new();
+        let mut hashes = HashSet::new();
+        let mut junk = false;
+        for block in blocks {
+            let hash = block.block_hash();
+            if asked_set.contains(&hash) {
+                wanted.push(block);
+                hashes.insert(hash);
+            } else {
+                junk = true;
+            }
+        }
         for hash in asked {
             if self.blocks_in_flight.get(hash) == Some(&peer) {
                 self.blocks_in_flight.remove(hash);
             }
             // It does not have this one (another branch, or pruned): ask someone else.
-            if !delivered.contains(hash) {
+            if !hashes.contains(hash) {
                 self.avoid.insert((*hash, peer), now);
-            }
-        }
-        let mut wanted = Vec::new();
-        let mut junk = false;
-        for block in blocks {
-            if asked.contains(&block.block_hash()) {
-                wanted.push(block);
-            } else {
-                junk = true;
             }
         }
         if junk {
@@ -1180,7 +1184,6 @@ impl Service {
             self.schedule_blocks();
             return;
         }
-        let hashes: Vec<BlockHash> = wanted.iter().map(Block::block_hash).collect();
         let bytes: usize = wanted.iter().map(Block::size).sum();
         match self.connector.try_send((peer, wanted, bytes)) {
             Ok(()) => {
