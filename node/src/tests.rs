@@ -36,6 +36,18 @@ fn mine(chain: &Chain, key: &Keypair, txs: Vec<Transaction>, fees: Amount, time:
     solve(new_block(chain, &lock(key), txs, fees, time))
 }
 
+/// Mines `count` empty blocks paying `key` on `chain`, timed from `time`
+/// on, connects them and returns them.
+fn extend(chain: &mut Chain, key: &Keypair, count: u64, time: u64) -> Vec<Block> {
+    (0..count)
+        .map(|i| {
+            let block = mine(chain, key, Vec::new(), Amount::ZERO, time + i);
+            chain.submit_block(block.clone(), NOW).expect("valid");
+            block
+        })
+        .collect()
+}
+
 fn regtest() -> (Chain, MemStore) {
     let store = MemStore::new();
     (Chain::open(Arc::new(store.clone()), Params::for_network(Network::Regtest)).expect("open"), store)
@@ -91,21 +103,11 @@ fn the_heavier_branch_wins_and_matches_a_fresh_node() {
     chain.submit_block(common, NOW).expect("valid");
     let fork = chain.tip();
     // Branch A: two blocks.
-    let mut branch_a = Vec::new();
-    for i in 0..2 {
-        let block = mine(&chain, &a, Vec::new(), Amount::ZERO, NOW + 10 + i);
-        chain.submit_block(block.clone(), NOW).expect("valid");
-        branch_a.push(block);
-    }
+    extend(&mut chain, &a, 2, NOW + 10);
     // Branch B, built on a second chain from the fork: three blocks.
     let (mut other, _) = regtest();
     other.submit_block(chain.block(&fork).expect("read").expect("stored"), NOW).expect("valid");
-    let mut branch_b = Vec::new();
-    for i in 0..3 {
-        let block = mine(&other, &b, Vec::new(), Amount::ZERO, NOW + 20 + i);
-        other.submit_block(block.clone(), NOW).expect("valid");
-        branch_b.push(block);
-    }
+    let branch_b = extend(&mut other, &b, 3, NOW + 20);
     assert_eq!(chain.submit_block(branch_b[0].clone(), NOW).expect("valid").0, Accepted::SideBranch);
     assert_eq!(
         chain.submit_block(branch_b[1].clone(), NOW).expect("valid").0,
@@ -168,22 +170,12 @@ fn bodies_after_headers_connect_once_every_ancestor_body_is_there_in_any_order()
     let key = keypair(4);
     // The source chain: 12 blocks, and a heavier fork of 8 from block 6.
     let (mut source, _) = regtest();
-    let mut main_line = Vec::new();
-    for i in 0..12 {
-        let block = mine(&source, &key, Vec::new(), Amount::ZERO, NOW + i);
-        source.submit_block(block.clone(), NOW).expect("valid");
-        main_line.push(block);
-    }
+    let main_line = extend(&mut source, &key, 12, NOW);
     let (mut forked, _) = regtest();
     for block in &main_line[..6] {
         forked.submit_block(block.clone(), NOW).expect("valid");
     }
-    let mut fork = Vec::new();
-    for i in 0..8 {
-        let block = mine(&forked, &keypair(5), Vec::new(), Amount::ZERO, NOW + 100 + i);
-        forked.submit_block(block.clone(), NOW).expect("valid");
-        fork.push(block);
-    }
+    let fork = extend(&mut forked, &keypair(5), 8, NOW + 100);
 
     let (mut chain, store) = regtest();
     let headers: Vec<_> = main_line.iter().map(|b| b.header).collect();
@@ -228,11 +220,7 @@ fn chain_with_coins(key: &Keypair, count: u64) -> (Chain, Vec<(OutPoint, Amount)
         coins.push((OutPoint { txid: coinbase.txid(), index: 0 }, coinbase.outputs[0].amount));
         chain.submit_block(block, NOW).expect("valid");
     }
-    let other = keypair(99);
-    for i in 0..100 {
-        let block = mine(&chain, &other, Vec::new(), Amount::ZERO, NOW + 100 + i);
-        chain.submit_block(block, NOW).expect("valid");
-    }
+    extend(&mut chain, &keypair(99), 100, NOW + 100);
     (chain, coins)
 }
 
@@ -427,12 +415,7 @@ fn the_chain_summary_follows_every_change_made_under_the_lock() {
 
     // Headers stored through the lock move the best header and the locator, not the tip.
     let (mut source, _) = regtest();
-    let mut blocks = Vec::new();
-    for i in 0..3 {
-        let block = mine(&source, &key, Vec::new(), Amount::ZERO, now + i);
-        source.submit_block(block.clone(), now).expect("valid");
-        blocks.push(block);
-    }
+    let blocks = extend(&mut source, &key, 3, now);
     let headers: Vec<_> = blocks.iter().map(|b| b.header).collect();
     node.state().chain.store_headers(&headers, now).expect("headers");
     let summary = node.summary();
