@@ -335,16 +335,11 @@ pub struct BlockContext {
 /// every contextual rule and all signatures, and returns the changes to
 /// apply. Nothing is written: the caller applies the changes atomically.
 ///
-/// # Consensus
-/// - The coinbase data begins with the block height as u32 little-endian.
-/// - Every transaction is final at this height and median time.
-/// - Every non-coinbase transaction passes [`check_inputs`] against the
-///   coins before it (earlier transactions of the same block included), and
-///   no coin is spent twice.
-/// - The coinbase pays at most the subsidy plus all fees.
+/// This is [`connect_block_unverified`] followed by
+/// [`UnverifiedBlock::verify`].
 ///
 /// # Errors
-/// The first rule broken.
+/// The first rule broken; a bad signature only when every other rule holds.
 pub fn connect_block(
     block: &Block,
     context: BlockContext,
@@ -352,6 +347,70 @@ pub fn connect_block(
     params: &Params,
     verifier: &impl SignatureVerifier,
 ) -> Result<BlockChanges, BlockError> {
+    connect_block_unverified(block, context, view, params)?.verify(block, verifier)
+}
+
+/// A block whose every rule but its signatures holds: the changes it
+/// makes, and the signature checks still to run before they may be applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnverifiedBlock {
+    /// The changes, valid once the signatures are.
+    pub changes: BlockChanges,
+    signatures: Vec<SignatureCheck>,
+    /// The transaction (index in the block) of each signature check.
+    owners: Vec<usize>,
+}
+
+impl UnverifiedBlock {
+    /// The signature checks, in block order.
+    #[must_use]
+    pub fn signatures(&self) -> &[SignatureCheck] {
+        &self.signatures
+    }
+
+    /// Runs the signature checks through `verifier`; the changes if all pass.
+    ///
+    /// # Errors
+    /// [`TxError::BadSignature`] for a failing check (`block` names its transaction).
+    pub fn verify(
+        self,
+        block: &Block,
+        verifier: &impl SignatureVerifier,
+    ) -> Result<BlockChanges, BlockError> {
+        match verifier.first_failure(&self.signatures) {
+            None => Ok(self.changes),
+            Some(failed) => {
+                let index = self.owners[failed];
+                Err(BlockError::Transaction {
+                    index,
+                    txid: block.transactions[index].txid(),
+                    error: TxError::BadSignature { input: self.signatures[failed].input },
+                })
+            }
+        }
+    }
+}
+
+/// Every rule of [`connect_block`] but the signatures, which are returned
+/// to be verified (so that a node can check them while it does other work).
+///
+/// # Consensus
+/// - The coinbase data begins with the block height as u32 little-endian.
+/// - Every transaction is final at this height and median time.
+/// - Every non-coinbase transaction passes [`check_inputs`] against the
+///   coins before it (earlier transactions of the same block included), and
+///   no coin is spent twice.
+/// - The coinbase pays at most the subsidy plus all fees.
+/// - (Then, in [`UnverifiedBlock::verify`]: every signature is valid.)
+///
+/// # Errors
+/// The first rule broken.
+pub fn connect_block_unverified(
+    block: &Block,
+    context: BlockContext,
+    view: &impl UtxoView,
+    params: &Params,
+) -> Result<UnverifiedBlock, BlockError> {
     let BlockContext { height, median_time } = context;
     // check_block has ensured this; a caller that skipped it gets an error, not a panic.
     let Some(coinbase) = block.transactions.first().filter(|tx| tx.is_coinbase()) else {
@@ -420,15 +479,13 @@ pub fn connect_block(
         });
     }
 
-    if let Some(failed) = verifier.first_failure(&signatures) {
-        let index = signature_owner[failed];
-        let tx = &block.transactions[index];
-        return Err(tx_error(index, tx, TxError::BadSignature { input: signatures[failed].input }));
-    }
-
     let created = created_order
         .into_iter()
         .filter_map(|outpoint| created.remove(&outpoint).map(|coin| (outpoint, coin)))
         .collect();
-    Ok(BlockChanges { spent, created, fees })
+    Ok(UnverifiedBlock {
+        changes: BlockChanges { spent, created, fees },
+        signatures,
+        owners: signature_owner,
+    })
 }

@@ -81,7 +81,7 @@ impl Batch {
 }
 
 /// A store failure: the disk, or data that does not decode.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// RocksDB refused.
     #[error("database: {0}")]
