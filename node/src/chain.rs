@@ -2,16 +2,16 @@
 //! connecting, disconnecting and choosing blocks, each change one atomic
 //! store batch applied to memory only after it is written.
 
-use std::cell::RefCell;
 use std::cmp::Reverse;
-use std::collections::{BTreeSet, HashMap, VecDeque};
-use std::sync::Arc;
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::sync::{mpsc, Arc, Mutex, PoisonError};
 
 use cairn_consensus::chain::{
     check_header, check_header_contextual, median_time_past, next_bits, HeaderAncestry,
 };
 use cairn_consensus::check::{
-    check_block_with, check_transaction, connect_block, BlockContext, Coin, SignatureVerifier, UtxoView,
+    check_block_with, check_transaction, connect_block_unverified, BlockChanges, BlockContext, Coin,
+    SignatureVerifier, UtxoView,
 };
 use cairn_consensus::pow::CompactTarget;
 use cairn_consensus::sighash::SignatureCheck;
@@ -35,7 +35,7 @@ pub const MAX_ORPHAN_BLOCKS: usize = 64;
 const META_TIP: &[u8] = b"tip";
 
 /// Why a block was not accepted.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ChainError {
     /// The header breaks a header rule.
     #[error("invalid header: {0}")]
@@ -66,6 +66,9 @@ pub enum Accepted {
     /// Its parent is unknown: held in the orphan pool.
     Orphan,
 }
+
+/// A submitted block and what came of it.
+pub type Submitted = (BlockHash, Result<Accepted, ChainError>);
 
 /// Blocks connected and disconnected by one change of the active chain,
 /// for the mempool.
@@ -153,30 +156,128 @@ impl SignatureVerifier for ParallelVerifier {
     }
 }
 
-/// The UTXO set in the store, remembering a read failure so that it is
-/// not mistaken for a missing coin.
+/// The coins of a block whose connection is being written: seen before
+/// the store, which may or may not hold them yet.
+#[derive(Debug, Default)]
+struct Unwritten {
+    spent: HashSet<OutPoint>,
+    created: HashMap<OutPoint, Coin>,
+}
+
+impl Unwritten {
+    fn new(changes: &BlockChanges) -> Self {
+        Self {
+            spent: changes.spent.iter().map(|(outpoint, _)| *outpoint).collect(),
+            created: changes.created.iter().cloned().collect(),
+        }
+    }
+}
+
+/// The UTXO set in the store (after the block being written, if any),
+/// remembering a read failure so that it is not mistaken for a missing coin.
 struct StoreView<'a> {
     store: &'a dyn Store,
-    failure: RefCell<Option<StoreError>>,
+    unwritten: Option<&'a Unwritten>,
+    failure: Mutex<Option<StoreError>>,
+}
+
+impl<'a> StoreView<'a> {
+    fn new(store: &'a dyn Store, unwritten: Option<&'a Unwritten>) -> Self {
+        Self { store, unwritten, failure: Mutex::new(None) }
+    }
+
+    fn fail(&self, error: StoreError) {
+        *self.failure.lock().unwrap_or_else(PoisonError::into_inner) = Some(error);
+    }
+
+    fn into_failure(self) -> Option<StoreError> {
+        self.failure.into_inner().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 impl UtxoView for StoreView<'_> {
     fn coin(&self, outpoint: &OutPoint) -> Option<Coin> {
+        if let Some(unwritten) = self.unwritten {
+            if unwritten.spent.contains(outpoint) {
+                return None;
+            }
+            if let Some(coin) = unwritten.created.get(outpoint) {
+                return Some(coin.clone());
+            }
+        }
         match self.store.get(Cf::Utxo, &outpoint_key(outpoint)) {
             Ok(Some(bytes)) => match coin_from_bytes(&bytes) {
                 Ok(coin) => Some(coin),
                 Err(_) => {
-                    *self.failure.borrow_mut() = Some(StoreError::Corrupt("coin"));
+                    self.fail(StoreError::Corrupt("coin"));
                     None
                 }
             },
             Ok(None) => None,
             Err(error) => {
-                *self.failure.borrow_mut() = Some(error);
+                self.fail(error);
                 None
             }
         }
     }
+}
+
+/// Writes connection batches on a thread of its own, one at a time, so
+/// that the checks of a block overlap the write of the block before it.
+struct Writer {
+    batches: Option<mpsc::SyncSender<Batch>>,
+    results: mpsc::Receiver<Result<(), StoreError>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Writer {
+    /// `None` when the thread cannot be started (the caller writes itself).
+    fn start(store: Arc<dyn Store>) -> Option<Self> {
+        let (batches, to_write) = mpsc::sync_channel::<Batch>(1);
+        let (written, results) = mpsc::sync_channel(1);
+        let thread = std::thread::Builder::new()
+            .name("cairn-write".into())
+            .spawn(move || {
+                for batch in to_write {
+                    if written.send(store.write(batch)).is_err() {
+                        return;
+                    }
+                }
+            })
+            .ok()?;
+        Some(Self { batches: Some(batches), results, thread: Some(thread) })
+    }
+
+    /// Starts writing `batch`; gives it back when the thread is gone.
+    fn send(&self, batch: Batch) -> Result<(), Batch> {
+        match &self.batches {
+            Some(batches) => batches.send(batch).map_err(|e| e.0),
+            None => Err(batch),
+        }
+    }
+
+    /// Waits for the batch sent last.
+    fn wait(&self) -> Result<(), StoreError> {
+        self.results.recv().unwrap_or(Err(StoreError::Corrupt("write thread stopped")))
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.batches = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// A block whose connection is being written.
+struct Writing {
+    hash: BlockHash,
+    block: Block,
+    /// Its coins, for the checks of the next block while the write runs;
+    /// `None` once written.
+    unwritten: Option<Unwritten>,
 }
 
 /// The headers of one branch: the active chain up to the fork, then the
@@ -225,10 +326,10 @@ pub struct Chain {
     orphan_order: VecDeque<BlockHash>,
     next_seq: u64,
     verifier: ParallelVerifier,
-    /// The rule the last block that failed to connect broke.
-    last_failure: Option<BlockError>,
-    /// The block being submitted, so connecting it need not read it back.
-    just_stored: Option<Block>,
+    /// The last block that failed to connect, and the rule it broke.
+    last_failure: Option<(BlockHash, BlockError)>,
+    /// The blocks being submitted, so connecting them need not read them back.
+    just_stored: HashMap<BlockHash, Block>,
 }
 
 impl Chain {
@@ -251,7 +352,7 @@ impl Chain {
             next_seq: 0,
             verifier: ParallelVerifier::default(),
             last_failure: None,
-            just_stored: None,
+            just_stored: HashMap::new(),
         };
         let mut records = Vec::new();
         chain.store.for_each(Cf::Index, &mut |key, value| records.push((key.to_vec(), value.to_vec())))?;
@@ -616,13 +717,84 @@ impl Chain {
     /// to, it is remembered as invalid with its descendants), or a store
     /// failure.
     pub fn submit_block(&mut self, block: Block, now: u64) -> Result<(Accepted, Reorganization), ChainError> {
-        let hash = block.block_hash();
+        let (mut results, reorg) = self.submit_blocks(vec![block], now);
+        match results.pop() {
+            Some((_, result)) => result.map(|accepted| (accepted, reorg)),
+            None => unreachable!("one result per block"),
+        }
+    }
+
+    /// [`Chain::submit_block`] for a run of blocks (parents before
+    /// children), switching branches once after storing them all: the
+    /// checks of each block connected then overlap the write of the block
+    /// before it. Returns what came of each block, in order, and the change
+    /// of the active chain.
+    pub fn submit_blocks(&mut self, blocks: Vec<Block>, now: u64) -> (Vec<Submitted>, Reorganization) {
+        let mut results = Vec::with_capacity(blocks.len());
+        let mut stored = Vec::new();
+        for block in blocks {
+            let hash = block.block_hash();
+            let result = self.store_block(hash, block, now);
+            if matches!(result, Ok(None)) {
+                stored.push(results.len());
+            }
+            results.push((hash, result.map(|done| done.unwrap_or(Accepted::SideBranch))));
+        }
+        if stored.is_empty() {
+            return (results, Reorganization::default());
+        }
+        self.last_failure = None;
+        let activated = self.activate_best_chain();
+        self.just_stored.clear();
+        let mut reorg = match activated {
+            Ok(reorg) => reorg,
+            Err(error) => {
+                for &i in &stored {
+                    results[i].1 = Err(error.clone());
+                }
+                return (results, Reorganization::default());
+            }
+        };
+        let connected: HashSet<BlockHash> = reorg.connected.iter().map(Block::block_hash).collect();
+        let failure = self.last_failure.take();
+        for &i in &stored {
+            let hash = results[i].0;
+            results[i].1 = if self.index[&hash].record.flags & INVALID != 0 {
+                // Connecting it, or an ancestor stored with it, failed.
+                Err(match &failure {
+                    Some((failed, error)) if *failed == hash => ChainError::Block(error.clone()),
+                    Some(_) => ChainError::InvalidAncestor(hash),
+                    None => ChainError::KnownInvalid(hash),
+                })
+            } else if connected.contains(&hash) {
+                Ok(Accepted::Activated)
+            } else {
+                Ok(Accepted::SideBranch)
+            };
+        }
+        for &i in &stored {
+            if results[i].1.is_ok() {
+                self.adopt_orphans(results[i].0, now, &mut reorg);
+            }
+        }
+        (results, reorg)
+    }
+
+    /// Checks `block` and stores it with its index entry, without
+    /// connecting it: `Some` when it was not stored (already stored, or an
+    /// orphan).
+    fn store_block(
+        &mut self,
+        hash: BlockHash,
+        block: Block,
+        now: u64,
+    ) -> Result<Option<Accepted>, ChainError> {
         if let Some(entry) = self.index.get(&hash) {
             if entry.record.flags & INVALID != 0 {
                 return Err(ChainError::KnownInvalid(hash));
             }
             if entry.record.flags & HAS_BODY != 0 {
-                return Ok((Accepted::Duplicate, Reorganization::default()));
+                return Ok(Some(Accepted::Duplicate));
             }
         }
         // A header already in the index (sent ahead of its body) passed
@@ -633,7 +805,7 @@ impl Chain {
         }
         let Some(parent) = self.index.get(&block.header.prev_block) else {
             self.add_orphan(hash, block);
-            return Ok((Accepted::Orphan, Reorganization::default()));
+            return Ok(Some(Accepted::Orphan));
         };
         if parent.record.flags & INVALID != 0 {
             self.store_invalid(&block.header, None)?;
@@ -674,19 +846,12 @@ impl Chain {
             None => self.take_seq(),
         };
         self.insert_entry(hash, Entry { header: block.header, record, seq });
+        self.just_stored.insert(hash, block);
+        Ok(None)
+    }
 
-        let tip_before = self.tip();
-        self.just_stored = Some(block);
-        let reorg = self.activate_best_chain();
-        self.just_stored = None;
-        let mut reorg = reorg?;
-        let entry = &self.index[&hash];
-        if entry.record.flags & INVALID != 0 {
-            // Connecting it failed: report the rule it broke.
-            return Err(self.last_failure.take().map_or(ChainError::KnownInvalid(hash), ChainError::Block));
-        }
-        let accepted = if self.tip() != tip_before { Accepted::Activated } else { Accepted::SideBranch };
-        // Orphans waiting for this block.
+    /// Submits the orphans waiting for `hash`, adding what they change to `reorg`.
+    fn adopt_orphans(&mut self, hash: BlockHash, now: u64, reorg: &mut Reorganization) {
         let waiting: Vec<BlockHash> =
             self.orphans.iter().filter(|(_, b)| b.header.prev_block == hash).map(|(h, _)| *h).collect();
         for orphan_hash in waiting {
@@ -697,7 +862,6 @@ impl Chain {
                 }
             }
         }
-        Ok((accepted, reorg))
     }
 
     fn add_orphan(&mut self, hash: BlockHash, block: Block) {
@@ -798,60 +962,116 @@ impl Chain {
             while self.tip() != fork {
                 reorg.disconnected.push(self.disconnect_tip()?);
             }
-            for hash in path {
-                match self.connect(hash)? {
-                    Ok(block) => reorg.connected.push(block),
-                    Err(error) => {
-                        self.mark_invalid(hash)?;
-                        self.last_failure = Some(error);
-                        break;
-                    }
-                }
-            }
+            self.connect_path(&path, &mut reorg)?;
         }
     }
 
-    /// Connects the stored block `hash`, a child of the tip.
-    fn connect(&mut self, hash: BlockHash) -> Result<Result<Block, BlockError>, ChainError> {
-        let block = match self.just_stored.take() {
-            Some(block) if block.block_hash() == hash => block,
-            other => {
-                self.just_stored = other;
-                self.block(&hash)?.ok_or(StoreError::Corrupt("missing body"))?
+    /// Connects the blocks of `path` (the first a child of the tip) in
+    /// order, until one fails: it is marked invalid with its descendants.
+    /// While a block's connection is written on the writer thread, the next
+    /// block is checked against the UTXO set as it will be after it; the tip
+    /// moves only once the write is done.
+    fn connect_path(&mut self, path: &[BlockHash], reorg: &mut Reorganization) -> Result<(), ChainError> {
+        let writer = if path.len() > 1 { Writer::start(Arc::clone(&self.store)) } else { None };
+        let mut writing: Option<Writing> = None;
+        for (position, &hash) in path.iter().enumerate() {
+            let block = self.take_block(&hash);
+            let checked = block.and_then(|block| {
+                let unwritten = writing.as_ref().and_then(|w| w.unwritten.as_ref());
+                Ok(self.check_connection(hash, &block, unwritten)?.map(|connection| (block, connection)))
+            });
+            if let Some(done) = writing.take() {
+                if done.unwritten.is_some() {
+                    writer.as_ref().map_or(Ok(()), Writer::wait)?;
+                }
+                self.active.push(done.hash);
+                reorg.connected.push(done.block);
             }
+            match checked? {
+                Ok((block, (batch, changes))) => {
+                    let last = position + 1 == path.len();
+                    let sent = match &writer {
+                        Some(writer) if !last => writer.send(batch),
+                        _ => Err(batch),
+                    };
+                    let unwritten = match sent {
+                        Ok(()) => Some(Unwritten::new(&changes)),
+                        Err(batch) => {
+                            self.store.write(batch)?;
+                            None
+                        }
+                    };
+                    writing = Some(Writing { hash, block, unwritten });
+                }
+                Err(error) => {
+                    self.mark_invalid(hash)?;
+                    self.last_failure = Some((hash, error));
+                    return Ok(());
+                }
+            }
+        }
+        if let Some(done) = writing.take() {
+            if done.unwritten.is_some() {
+                writer.as_ref().map_or(Ok(()), Writer::wait)?;
+            }
+            self.active.push(done.hash);
+            reorg.connected.push(done.block);
+        }
+        Ok(())
+    }
+
+    /// The stored block `hash`, from the blocks being submitted or the store.
+    fn take_block(&mut self, hash: &BlockHash) -> Result<Block, ChainError> {
+        match self.just_stored.remove(hash) {
+            Some(block) => Ok(block),
+            None => Ok(self.block(hash)?.ok_or(StoreError::Corrupt("missing body"))?),
+        }
+    }
+
+    /// Checks the stored block `hash` against the UTXO set after its parent
+    /// (the tip, or the block whose connection is being written with
+    /// `unwritten` as its coins): the batch that connects it, and its changes.
+    ///
+    /// The coins it spends are read first; then its signatures are verified
+    /// on all cores while the ordered pass checks every other rule and
+    /// builds the batch.
+    fn check_connection(
+        &self,
+        hash: BlockHash,
+        block: &Block,
+        unwritten: Option<&Unwritten>,
+    ) -> Result<Result<(Batch, BlockChanges), BlockError>, ChainError> {
+        let parent = &self.index[&block.header.prev_block];
+        let height = parent.record.height.next();
+        let median_time = median_time_past(&self.branch(block.header.prev_block), parent.record.height)?;
+        let context = BlockContext { height, median_time };
+        let created = crate::prepare::created_coins(block, context);
+        let view = StoreView::new(self.store.as_ref(), unwritten);
+        let coins = crate::prepare::read_coins(block, &created, &view);
+        let (params, secp) = (&self.params, &self.verifier.secp);
+        let verify = || crate::prepare::verify_signatures(block, &coins, &created, context, params, secp);
+        let ordered = || {
+            let view = crate::prepare::PreparedView { coins: &coins, fallback: &view };
+            connect_block_unverified(block, context, &view, params).map(|unverified| {
+                let batch = connection_batch(hash, height, block, &unverified.changes);
+                (unverified, batch)
+            })
         };
-        let height = self.height().next();
-        let context = BlockContext { height, median_time: self.median_time_past() };
-        let prepared =
-            crate::prepare::prepare(&block, self.store.as_ref(), context, &self.params, &self.verifier.secp);
-        let store_view = StoreView { store: self.store.as_ref(), failure: RefCell::new(None) };
-        let view = crate::prepare::PreparedView { prepared: &prepared, fallback: &store_view };
-        let verifier = crate::prepare::PreparedVerifier { prepared: &prepared, inner: &self.verifier };
-        let result = connect_block(&block, context, &view, &self.params, &verifier);
-        if let Some(error) = store_view.failure.into_inner() {
+        // A handful of transactions stays on this thread.
+        let (verified, ordered) = if block.transactions.len() < PARALLEL_TRANSACTIONS {
+            (verify(), ordered())
+        } else {
+            rayon::join(verify, ordered)
+        };
+        if let Some(error) = view.into_failure() {
             return Err(error.into());
         }
-        let changes = match result {
-            Ok(changes) => changes,
+        let (unverified, batch) = match ordered {
+            Ok(ordered) => ordered,
             Err(error) => return Ok(Err(error)),
         };
-        let mut batch = Batch::new();
-        for (outpoint, coin) in &changes.spent {
-            batch.delete(Cf::Utxo, outpoint_key(outpoint));
-            batch.delete(Cf::Address, address_coin_key(&coin.output.lock, outpoint));
-        }
-        for (outpoint, coin) in &changes.created {
-            batch.put(Cf::Utxo, outpoint_key(outpoint), coin_bytes(coin));
-            batch.put(Cf::Address, address_coin_key(&coin.output.lock, outpoint), coin_bytes(coin));
-        }
-        for (lock, txid) in touched_locks(&block, &changes.spent) {
-            batch.put(Cf::Address, address_history_key(&lock, height, &txid), Vec::new());
-        }
-        batch.put(Cf::Undo, hash.to_byte_array(), encode_undo(&changes.spent));
-        batch.put(Cf::Meta, META_TIP, hash.to_byte_array());
-        self.store.write(batch)?;
-        self.active.push(hash);
-        Ok(Ok(block))
+        let verifier = crate::prepare::PreparedVerifier { verified: &verified, inner: &self.verifier };
+        Ok(unverified.verify(block, &verifier).map(|changes| (batch, changes)))
     }
 
     /// Disconnects the tip through its undo data and returns it.
@@ -1133,6 +1353,26 @@ impl Chain {
         }
         path.into_iter().rev().filter(|(_, has)| !has).map(|(h, _)| h).take(limit).collect()
     }
+}
+
+/// The store changes that connect `block` (`hash`, at `height`) with `changes`:
+/// the coins, the address index, the undo data and the tip, in one batch.
+fn connection_batch(hash: BlockHash, height: Height, block: &Block, changes: &BlockChanges) -> Batch {
+    let mut batch = Batch::new();
+    for (outpoint, coin) in &changes.spent {
+        batch.delete(Cf::Utxo, outpoint_key(outpoint));
+        batch.delete(Cf::Address, address_coin_key(&coin.output.lock, outpoint));
+    }
+    for (outpoint, coin) in &changes.created {
+        batch.put(Cf::Utxo, outpoint_key(outpoint), coin_bytes(coin));
+        batch.put(Cf::Address, address_coin_key(&coin.output.lock, outpoint), coin_bytes(coin));
+    }
+    for (lock, txid) in touched_locks(block, &changes.spent) {
+        batch.put(Cf::Address, address_history_key(&lock, height, &txid), Vec::new());
+    }
+    batch.put(Cf::Undo, hash.to_byte_array(), encode_undo(&changes.spent));
+    batch.put(Cf::Meta, META_TIP, hash.to_byte_array());
+    batch
 }
 
 /// Every (lock, txid) pair of the block: each output's lock, and each

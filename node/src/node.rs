@@ -10,7 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use cairn_consensus::{Block, Lock, Params, Transaction, Txid, MAX_BLOCK_SIZE};
 
-use crate::chain::{Accepted, Chain, ChainError, ParallelVerifier, TipSummary};
+use crate::chain::{Accepted, Chain, ChainError, ParallelVerifier, Reorganization, Submitted, TipSummary};
 use crate::mempool::{Mempool, MempoolError, DEFAULT_MAX_SIZE};
 use crate::store::Store;
 use crate::template::{new_block, COINBASE_RESERVE};
@@ -233,44 +233,43 @@ impl Node {
         self.accept_block_locked(&mut self.state(), block)
     }
 
-    /// Accepts a run of blocks from a peer under one hold of the state
-    /// lock, for as long as `more` allows between blocks; returns what came
-    /// of each block taken, in order (fewer than given when `more` stopped it).
-    pub fn accept_blocks(
-        &self,
-        blocks: impl IntoIterator<Item = Block>,
-        mut more: impl FnMut() -> bool,
-    ) -> Vec<(cairn_consensus::BlockHash, Result<Accepted, ChainError>)> {
+    /// Accepts a run of blocks from a peer (parents before children) under
+    /// one hold of the state lock, connecting them together (see
+    /// [`Chain::submit_blocks`]); returns what came of each, in order.
+    pub fn accept_blocks(&self, blocks: Vec<Block>) -> Vec<Submitted> {
         let mut state = self.state();
-        let mut results = Vec::new();
-        for block in blocks {
-            let hash = block.block_hash();
-            results.push((hash, self.accept_block_locked(&mut state, block)));
-            if !more() {
-                break;
-            }
-        }
+        let now = unix_now();
+        let (results, reorg) = state.chain.submit_blocks(blocks, now);
+        self.follow_reorganization(&mut state, &reorg, now);
         results
     }
 
     fn accept_block_locked(&self, state: &mut StateGuard<'_>, block: Block) -> Result<Accepted, ChainError> {
         let now = unix_now();
         let (accepted, reorg) = state.chain.submit_block(block, now)?;
-        if !reorg.connected.is_empty() || !reorg.disconnected.is_empty() {
-            let State { chain, mempool } = &mut **state;
-            for block in &reorg.connected {
-                mempool.remove_for_block(block);
-            }
-            for block in reorg.disconnected.iter().rev() {
-                for tx in block.transactions.iter().skip(1) {
-                    let _ = mempool.accept(tx.clone(), chain, &self.verifier, now);
-                }
-            }
-            let mut stale = self.stale.lock().expect("stale lock");
-            stale.store(true, Ordering::Release);
-            *stale = Arc::new(AtomicBool::new(false));
-        }
+        self.follow_reorganization(state, &reorg, now);
         Ok(accepted)
+    }
+
+    /// After a change of the active chain: confirmed and conflicting
+    /// transactions leave the mempool, those of disconnected blocks come
+    /// back, and miners hear that their work is stale.
+    fn follow_reorganization(&self, state: &mut StateGuard<'_>, reorg: &Reorganization, now: u64) {
+        if reorg.connected.is_empty() && reorg.disconnected.is_empty() {
+            return;
+        }
+        let State { chain, mempool } = &mut **state;
+        for block in &reorg.connected {
+            mempool.remove_for_block(block);
+        }
+        for block in reorg.disconnected.iter().rev() {
+            for tx in block.transactions.iter().skip(1) {
+                let _ = mempool.accept(tx.clone(), chain, &self.verifier, now);
+            }
+        }
+        let mut stale = self.stale.lock().expect("stale lock");
+        stale.store(true, Ordering::Release);
+        *stale = Arc::new(AtomicBool::new(false));
     }
 
     /// Checks a transaction handed over RPC, adds it to the mempool and

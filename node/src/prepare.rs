@@ -1,12 +1,17 @@
-//! Work done on all cores before a block's connection, which itself runs
-//! in order on one: the coins its inputs spend are read in parallel, and
-//! each transaction's inputs are checked and its signatures verified in
-//! parallel, so that the ordered pass finds its coins in memory and its
-//! signatures already verified.
+//! The parallel parts of connecting a block. Its connection itself (the
+//! ordered pass, `connect_block_unverified`) runs in order on one core;
+//! around it, on all cores:
 //!
-//! Nothing here decides validity: the ordered pass (`connect_block`) still
-//! checks every rule. This only caches reads and the results of signature
-//! verification, a pure function of (message, signature, key).
+//! - [`read_coins`]: the coins its inputs spend are read first, so that
+//!   the ordered pass finds them in memory;
+//! - [`verify_signatures`]: each transaction's inputs are checked and its
+//!   signatures verified, while the ordered pass runs.
+//!
+//! Nothing here decides validity: the ordered pass still checks every rule,
+//! and every signature it returns is looked up in the set verified here
+//! (and verified then if it is missing). This only caches reads and the
+//! results of signature verification, a pure function of (message,
+//! signature, key).
 
 use std::collections::{HashMap, HashSet};
 
@@ -17,28 +22,17 @@ use rayon::prelude::*;
 use secp256k1::{Secp256k1, VerifyOnly};
 
 use crate::chain::PARALLEL_TRANSACTIONS;
-use crate::records::{coin_from_bytes, outpoint_key};
-use crate::store::{Cf, Store};
 
-type Verified = HashSet<([u8; 32], [u8; 64], [u8; 32])>;
+/// Signature checks found valid.
+pub(crate) type Verified = HashSet<([u8; 32], [u8; 64], [u8; 32])>;
 
-/// What [`prepare`] found.
-#[derive(Debug, Default)]
-pub(crate) struct Prepared {
-    coins: HashMap<OutPoint, Coin>,
-    verified: Verified,
-}
+/// Coins by outpoint.
+pub(crate) type Coins = HashMap<OutPoint, Coin>;
 
-/// Reads the coins `block` spends and verifies its signatures, all in parallel.
+/// The coins `block` creates, as they would be at `context.height`.
 #[must_use]
-pub(crate) fn prepare(
-    block: &Block,
-    store: &dyn Store,
-    context: BlockContext,
-    params: &Params,
-    secp: &Secp256k1<VerifyOnly>,
-) -> Prepared {
-    let mut created: HashMap<OutPoint, Coin> = HashMap::new();
+pub(crate) fn created_coins(block: &Block, context: BlockContext) -> Coins {
+    let mut created = Coins::with_capacity(block.transactions.iter().map(|tx| tx.outputs.len()).sum());
     for (index, tx) in block.transactions.iter().enumerate() {
         let txid = tx.txid();
         for (vout, output) in tx.outputs.iter().enumerate() {
@@ -46,24 +40,44 @@ pub(crate) fn prepare(
             created.insert(OutPoint { txid, index: vout as u32 }, coin);
         }
     }
-    let spends: Vec<&Transaction> = block.transactions.iter().skip(1).collect();
-    let prevouts: Vec<OutPoint> = spends
+    created
+}
+
+/// Reads, in parallel through `view`, the coins `block`'s inputs spend
+/// that it does not create itself (`created`).
+#[must_use]
+pub(crate) fn read_coins(block: &Block, created: &Coins, view: &(impl UtxoView + Sync)) -> Coins {
+    let prevouts: Vec<OutPoint> = block
+        .transactions
         .iter()
+        .skip(1)
         .flat_map(|tx| tx.inputs.iter().map(|input| input.prevout))
         .filter(|outpoint| !created.contains_key(outpoint))
         .collect();
-    let read = |outpoint: &OutPoint| {
-        let bytes = store.get(Cf::Utxo, &outpoint_key(outpoint)).ok()??;
-        Some((*outpoint, coin_from_bytes(&bytes).ok()?))
-    };
+    let read = |outpoint: &OutPoint| view.coin(outpoint).map(|coin| (*outpoint, coin));
     // Small blocks stay on this thread: handing a few microseconds of work
     // to the pool and waiting for it costs more than it saves.
-    let coins: HashMap<OutPoint, Coin> = if prevouts.len() < PARALLEL_TRANSACTIONS {
+    if prevouts.len() < PARALLEL_TRANSACTIONS {
         prevouts.iter().filter_map(read).collect()
     } else {
         prevouts.par_iter().with_min_len(16).filter_map(read).collect()
-    };
-    let verify = |tx: &&Transaction| {
+    }
+}
+
+/// Verifies, in parallel, the signatures of every transaction of `block`
+/// whose inputs pass [`check_inputs`] against `coins` and `created`;
+/// returns the checks that passed.
+#[must_use]
+pub(crate) fn verify_signatures(
+    block: &Block,
+    coins: &Coins,
+    created: &Coins,
+    context: BlockContext,
+    params: &Params,
+    secp: &Secp256k1<VerifyOnly>,
+) -> Verified {
+    let spends = &block.transactions[1.min(block.transactions.len())..];
+    let verify = |tx: &Transaction| {
         let spent: Option<Vec<Coin>> = tx
             .inputs
             .iter()
@@ -75,33 +89,32 @@ pub(crate) fn prepare(
         checks.into_iter().filter(|check| check.verify(secp)).map(|c| (c.message, c.signature, c.key))
     };
     // Each transaction carries at least one signature: worth the pool from two.
-    let verified: Verified = if spends.len() < 2 {
+    if spends.len() < 2 {
         spends.iter().flat_map(verify).collect()
     } else {
         spends.par_iter().with_min_len(4).flat_map_iter(verify).collect()
-    };
-    Prepared { coins, verified }
+    }
 }
 
-/// The UTXO set seen through the prepared coins first.
+/// The UTXO set seen through coins read ahead first.
 pub(crate) struct PreparedView<'a, V> {
-    /// The prepared coins.
-    pub prepared: &'a Prepared,
-    /// The store, for anything not prepared.
+    /// The coins read ahead.
+    pub coins: &'a Coins,
+    /// The set itself, for anything not read ahead.
     pub fallback: &'a V,
 }
 
 impl<V: UtxoView> UtxoView for PreparedView<'_, V> {
     fn coin(&self, outpoint: &OutPoint) -> Option<Coin> {
-        self.prepared.coins.get(outpoint).cloned().or_else(|| self.fallback.coin(outpoint))
+        self.coins.get(outpoint).cloned().or_else(|| self.fallback.coin(outpoint))
     }
 }
 
-/// A verifier that knows the prepared results and verifies only the rest.
+/// A verifier that knows the checks already verified and verifies only the rest.
 pub(crate) struct PreparedVerifier<'a, V> {
-    /// The prepared results.
-    pub prepared: &'a Prepared,
-    /// Verifies whatever was not prepared.
+    /// The checks found valid.
+    pub verified: &'a Verified,
+    /// Verifies whatever was not verified ahead.
     pub inner: &'a V,
 }
 
@@ -110,7 +123,7 @@ impl<V: SignatureVerifier> SignatureVerifier for PreparedVerifier<'_, V> {
         let unknown: Vec<usize> = (0..checks.len())
             .filter(|&i| {
                 let c = &checks[i];
-                !self.prepared.verified.contains(&(c.message, c.signature, c.key))
+                !self.verified.contains(&(c.message, c.signature, c.key))
             })
             .collect();
         if unknown.is_empty() {

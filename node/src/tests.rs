@@ -1,18 +1,20 @@
 //! Chain selection, reorgs, invalid blocks and the mempool over the
 //! in-memory store (the RocksDB store runs the same code in tests/node.rs).
 
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use cairn_consensus::check::SequentialVerifier;
 use cairn_consensus::sighash::sign_inputs;
-use cairn_consensus::{Amount, Block, BlockError, Lock, Network, OutPoint, Params, Transaction, TxIn, TxOut};
+use cairn_consensus::{
+    Amount, Block, BlockError, Height, Lock, Network, OutPoint, Params, Transaction, TxError, TxIn, TxOut,
+};
 use cairn_miner::{solve_block, ExtranonceRoller, Kernel};
 use secp256k1::{Keypair, Secp256k1};
 
 use crate::chain::{Accepted, Chain, ChainError};
 use crate::mempool::{Mempool, MempoolError};
-use crate::store::MemStore;
+use crate::store::{Batch, Cf, MemStore, Pairs, Store, StoreError};
 use crate::template::new_block;
 
 const NOW: u64 = 2_000_000_000;
@@ -423,12 +425,12 @@ fn the_chain_summary_follows_every_change_made_under_the_lock() {
     assert_eq!((summary.best_header.height.get(), summary.best_header.hash), (3, source.tip()));
     assert_eq!(summary.locator[0], source.tip());
 
-    // Blocks accepted as a run move the tip; a run stops when told to.
+    // Blocks accepted as a run move the tip.
     let mut blocks = blocks.into_iter();
-    let first = node.accept_blocks(&mut blocks, || false);
-    assert_eq!(first.len(), 1, "stopped after one block");
+    let first = node.accept_blocks(blocks.by_ref().take(1).collect());
+    assert_eq!(first.len(), 1);
     assert_eq!(node.summary().tip.height.get(), 1);
-    let results = node.accept_blocks(blocks, || true);
+    let results = node.accept_blocks(blocks.collect());
     assert_eq!(results.len(), 2);
     assert!(results.iter().all(|(_, r)| matches!(r, Ok(Accepted::Activated))), "{results:?}");
     assert_eq!(node.summary().tip.hash, source.tip());
@@ -439,4 +441,102 @@ fn the_chain_summary_follows_every_change_made_under_the_lock() {
     assert_eq!(node.summary().tip.height.get(), 3);
     drop(held);
     assert!(node.try_state().is_some());
+}
+
+/// A store whose writes take a while once told to, so that in a run of
+/// blocks the checks of each surely run while the write of the one before
+/// is still in flight.
+#[derive(Debug, Clone, Default)]
+struct SlowStore {
+    inner: MemStore,
+    slow: Arc<AtomicBool>,
+}
+
+impl Store for SlowStore {
+    fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.get(cf, key)
+    }
+    fn scan_prefix(&self, cf: Cf, prefix: &[u8]) -> Result<Pairs, StoreError> {
+        self.inner.scan_prefix(cf, prefix)
+    }
+    fn for_each(&self, cf: Cf, f: &mut dyn FnMut(&[u8], &[u8])) -> Result<(), StoreError> {
+        self.inner.for_each(cf, f)
+    }
+    fn write(&self, batch: Batch) -> Result<(), StoreError> {
+        if self.slow.load(Ordering::Relaxed) {
+            std::thread::sleep(std::time::Duration::from_millis(30));
+        }
+        self.inner.write(batch)
+    }
+}
+
+#[test]
+fn a_run_of_blocks_checks_each_against_the_coins_of_the_one_still_being_written() {
+    let key = keypair(17);
+    let (mut source, coins) = chain_with_coins(&key, 1);
+    let prefix: Vec<Block> = (1..=source.height().get())
+        .map(|h| source.block(&source.hash_at(Height::new(h)).expect("active")).expect("read").expect("body"))
+        .collect();
+    let fee = Amount::from_base_units(500).expect("fee");
+    // Three blocks, each spending the coin the one before created.
+    let (mut outpoint, mut value) = coins[0];
+    let mut run: Vec<Block> = Vec::new();
+    let mut double_spend = None;
+    for i in 0..3 {
+        if i == 2 {
+            // Instead of the third: a block spending the first one's coin
+            // again (the second spent it), and a child of that block.
+            let (first_out, first_value) = (
+                OutPoint { txid: run[0].transactions[1].txid(), index: 0 },
+                run[0].transactions[1].outputs[0].amount,
+            );
+            let again = spend(&source, first_out, first_value, &key, &lock(&keypair(18)), 500);
+            let bad = mine(&source, &key, vec![again], fee, NOW + 500);
+            let mut child = new_block(&source, &lock(&key), Vec::new(), Amount::ZERO, NOW + 501);
+            child.header.prev_block = bad.block_hash();
+            double_spend = Some((bad, solve(child)));
+        }
+        let tx = spend(&source, outpoint, value, &key, &lock(&key), 500);
+        (outpoint, value) = (OutPoint { txid: tx.txid(), index: 0 }, tx.outputs[0].amount);
+        let block = mine(&source, &key, vec![tx], fee, NOW + 400 + i);
+        source.submit_block(block.clone(), NOW).expect("valid");
+        run.push(block);
+    }
+    let (bad, child) = double_spend.expect("built");
+
+    let store = SlowStore::default();
+    let mut chain =
+        Chain::open(Arc::new(store.clone()), Params::for_network(Network::Regtest)).expect("open");
+    let (results, _) = chain.submit_blocks(prefix.clone(), NOW);
+    assert!(results.iter().all(|(_, r)| matches!(r, Ok(Accepted::Activated))), "{results:?}");
+    store.slow.store(true, Ordering::Relaxed);
+
+    // The second block spends a coin only the first block's write holds;
+    // the third spends a coin that write removes.
+    let (results, reorg) =
+        chain.submit_blocks(vec![run[0].clone(), run[1].clone(), bad.clone(), child.clone()], NOW);
+    let outcomes: Vec<_> = results.iter().map(|(_, r)| r.as_ref().map_err(ToString::to_string)).collect();
+    assert!(matches!(outcomes[..2], [Ok(Accepted::Activated), Ok(Accepted::Activated)]), "{outcomes:?}");
+    assert!(
+        matches!(
+            &results[2].1,
+            Err(ChainError::Block(BlockError::Transaction { error: TxError::MissingInput { .. }, .. }))
+        ),
+        "{outcomes:?}"
+    );
+    assert!(matches!(results[3].1, Err(ChainError::InvalidAncestor(hash)) if hash == child.block_hash()));
+    assert_eq!(reorg.connected.len(), 2);
+    assert_eq!(chain.tip(), run[1].block_hash());
+    let (mut fresh, _) = regtest();
+    for block in prefix.iter().chain(&run[..2]) {
+        fresh.submit_block(block.clone(), NOW).expect("valid");
+    }
+    assert_eq!(chain.utxo_digest().expect("digest"), fresh.utxo_digest().expect("digest"));
+
+    // The honest third block connects; a reopened store holds the same.
+    assert!(matches!(chain.submit_blocks(vec![run[2].clone()], NOW).0[0].1, Ok(Accepted::Activated)));
+    assert_eq!(chain.utxo_digest().expect("digest"), source.utxo_digest().expect("digest"));
+    let reopened = Chain::open(Arc::new(store.inner), Params::for_network(Network::Regtest)).expect("reopen");
+    assert_eq!(reopened.tip(), source.tip());
+    assert_eq!(reopened.utxo_digest().expect("digest"), source.utxo_digest().expect("digest"));
 }

@@ -62,9 +62,12 @@ const REDIAL_INTERVAL: Duration = Duration::from_secs(5);
 const COMMAND_QUEUE: usize = 64;
 /// Sync answers waiting to be connected, at most.
 const CONNECT_QUEUE: usize = 64;
-/// The block-sync thread holds the node's lock this long at most between
-/// blocks, then lets others (RPC, serving peers, the network task) in.
-const CONNECT_SLICE: Duration = Duration::from_millis(5);
+/// The block-sync thread connects an answer in runs of at most this many
+/// blocks and bytes, one hold of the node's lock each (tens of
+/// milliseconds), letting others (RPC, the miner) in between. Within a run
+/// each block's checks overlap the write of the block before it.
+const CONNECT_SLICE_BLOCKS: usize = 32;
+const CONNECT_SLICE_BYTES: usize = 256 * 1024;
 /// Bodies are asked for only this many blocks ahead of the tip, so that
 /// blocks in flight and waiting to be connected stay bounded.
 const DOWNLOAD_WINDOW: u32 = 1_024;
@@ -503,10 +506,17 @@ pub fn start(node: Arc<Node>, config: NetworkConfig) -> Result<NetworkHandle, Ne
                 let mut failures = Vec::new();
                 let mut blocks = blocks.into_iter().peekable();
                 while blocks.peek().is_some() {
-                    // One lock hold for a few milliseconds of blocks.
-                    let started = Instant::now();
-                    let more = || started.elapsed() < CONNECT_SLICE;
-                    for (hash, result) in connecting_node.accept_blocks(&mut blocks, more) {
+                    let mut run = Vec::new();
+                    let mut run_bytes = 0;
+                    while let Some(block) = blocks.next_if(|block| {
+                        run.is_empty()
+                            || (run.len() < CONNECT_SLICE_BLOCKS
+                                && run_bytes + block.size() <= CONNECT_SLICE_BYTES)
+                    }) {
+                        run_bytes += block.size();
+                        run.push(block);
+                    }
+                    for (hash, result) in connecting_node.accept_blocks(run) {
                         if let Err(e) = result {
                             failures.push((hash, e));
                         }
