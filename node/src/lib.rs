@@ -15,10 +15,3 @@ mod prepare;
 pub mod rpc;
 #[cfg(test)]
 mod tests;
-
-/// Every program built on the node allocates through mimalloc: connecting
-/// a block allocates and frees thousands of small buffers, many of them
-/// freed on another thread than the one that made them, where glibc's
-/// allocator is slow (docs/performance.md).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
