@@ -972,7 +972,9 @@ impl Chain {
     /// block is checked against the UTXO set as it will be after it; the tip
     /// moves only once the write is done.
     fn connect_path(&mut self, path: &[BlockHash], reorg: &mut Reorganization) -> Result<(), ChainError> {
-        let writer = if path.len() > 1 { Writer::start(Arc::clone(&self.store)) } else { None };
+        // Started at the first batch worth handing over: for a block of a
+        // few transactions the hand-over costs more than the write.
+        let mut writer: Option<Writer> = None;
         let mut writing: Option<Writing> = None;
         for (position, &hash) in path.iter().enumerate() {
             let block = self.take_block(&hash);
@@ -990,8 +992,13 @@ impl Chain {
             match checked? {
                 Ok((block, (batch, changes))) => {
                     let last = position + 1 == path.len();
+                    if !last && block.transactions.len() >= PARALLEL_TRANSACTIONS && writer.is_none() {
+                        writer = Writer::start(Arc::clone(&self.store));
+                    }
                     let sent = match &writer {
-                        Some(writer) if !last => writer.send(batch),
+                        Some(writer) if !last && block.transactions.len() >= PARALLEL_TRANSACTIONS => {
+                            writer.send(batch)
+                        }
                         _ => Err(batch),
                     };
                     let unwritten = match sent {
