@@ -110,6 +110,24 @@ fn bench(c: &mut Criterion) {
         )
     });
     group.finish();
+
+    // The output-key check every created output pays: lift_x (a square
+    // root) against the Legendre symbol that is_valid_key uses, over the
+    // same 256 keys, about half of them valid (SHA-256 of a counter).
+    let keys: Vec<[u8; 32]> = (0u32..256).map(|i| cairn_consensus::hash::sha256(&i.to_le_bytes())).collect();
+    let mut group = c.benchmark_group("output_key_check");
+    group.throughput(Throughput::Elements(keys.len() as u64));
+    group.bench_function("lift_x", |b| {
+        b.iter(|| {
+            keys.iter().filter(|k| XOnlyPublicKey::from_byte_array(std::hint::black_box(k)).is_ok()).count()
+        })
+    });
+    group.bench_function("legendre_symbol", |b| {
+        b.iter(|| {
+            keys.iter().filter(|k| cairn_consensus::sighash::is_valid_key(std::hint::black_box(k))).count()
+        })
+    });
+    group.finish();
 }
 
 criterion_group! {

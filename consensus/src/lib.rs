@@ -14,7 +14,8 @@
 //!   [`asert`]: the aserti3-2d schedule; [`chain`]: header rules (proof of
 //!   work, bits, median time past, future bound) over a [`chain::HeaderAncestry`].
 //! - [`merkle`]: Bitcoin's merkle tree with mutation detection.
-//! - [`sighash`]: the message each input signs, signing and verifying.
+//! - [`sighash`]: the message each input signs, signing and verifying;
+//!   [`field`]: whether 32 bytes are a valid x-only key, by Legendre symbol.
 //! - [`check`]: transaction and block rules, and [`check::connect_block`],
 //!   which checks a block against a [`check::UtxoView`] and returns the UTXO
 //!   changes that are also its undo data.
@@ -34,6 +35,7 @@ pub mod chain;
 pub mod check;
 pub mod encode;
 pub mod error;
+pub mod field;
 pub mod hash;
 pub mod height;
 pub mod merkle;
