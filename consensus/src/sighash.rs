@@ -47,21 +47,28 @@ impl SighashCache {
     #[must_use]
     pub fn new(tx: &Transaction, spent: &[&TxOut], genesis: BlockHash) -> Self {
         assert_eq!(tx.inputs.len(), spent.len(), "one spent output per input");
+        // One buffer for every field's encoding.
+        let mut buffer = Vec::with_capacity(64);
+        let mut hash_encoded = |hasher: &mut Sha256, value: &dyn Encode| {
+            buffer.clear();
+            value.encode_to(&mut buffer);
+            hasher.update(&buffer);
+        };
         let mut prevouts = Sha256::new();
         let mut sequences = Sha256::new();
         for input in &tx.inputs {
-            prevouts.update(input.prevout.encode());
+            hash_encoded(&mut prevouts, &input.prevout);
             sequences.update(input.sequence.to_le_bytes());
         }
         let mut amounts = Sha256::new();
         let mut locks = Sha256::new();
         for output in spent {
             amounts.update(output.amount.to_base_units().to_le_bytes());
-            locks.update(output.lock.encode());
+            hash_encoded(&mut locks, &output.lock);
         }
         let mut outputs = Sha256::new();
         for output in &tx.outputs {
-            outputs.update(output.encode());
+            hash_encoded(&mut outputs, output);
         }
         Self {
             genesis: genesis.to_byte_array(),

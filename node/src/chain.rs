@@ -1104,7 +1104,7 @@ impl Chain {
             batch.put(Cf::Address, address_coin_key(&coin.output.lock, outpoint), coin_bytes(coin));
         }
         for (lock, txid) in touched_locks(&block, &spent) {
-            batch.delete(Cf::Address, address_history_key(&lock, height, &txid));
+            batch.delete(Cf::Address, address_history_key(lock, height, &txid));
         }
         let parent = block.header.prev_block;
         batch.put(Cf::Meta, META_TIP, parent.to_byte_array());
@@ -1375,7 +1375,7 @@ fn connection_batch(hash: BlockHash, height: Height, block: &Block, changes: &Bl
         batch.put(Cf::Address, address_coin_key(&coin.output.lock, outpoint), coin_bytes(coin));
     }
     for (lock, txid) in touched_locks(block, &changes.spent) {
-        batch.put(Cf::Address, address_history_key(&lock, height, &txid), Vec::new());
+        batch.put(Cf::Address, address_history_key(lock, height, &txid), []);
     }
     batch.put(Cf::Undo, hash.to_byte_array(), encode_undo(&changes.spent));
     batch.put(Cf::Meta, META_TIP, hash.to_byte_array());
@@ -1383,11 +1383,12 @@ fn connection_batch(hash: BlockHash, height: Height, block: &Block, changes: &Bl
 }
 
 /// Every (lock, txid) pair of the block: each output's lock, and each
-/// spent coin's lock, with the transaction that pays or spends it.
-fn touched_locks(
-    block: &Block,
-    spent: &[(OutPoint, Coin)],
-) -> Vec<(cairn_consensus::Lock, cairn_consensus::Txid)> {
+/// spent coin's lock, with the transaction that pays or spends it; each
+/// pair once.
+fn touched_locks<'a>(
+    block: &'a Block,
+    spent: &'a [(OutPoint, Coin)],
+) -> Vec<(&'a cairn_consensus::Lock, cairn_consensus::Txid)> {
     let spent: HashMap<&OutPoint, &Coin> = spent.iter().map(|(o, c)| (o, c)).collect();
     let mut created: HashMap<OutPoint, &cairn_consensus::Lock> = HashMap::new();
     let mut touched = Vec::new();
@@ -1395,17 +1396,17 @@ fn touched_locks(
         let txid = tx.txid();
         for input in tx.inputs.iter().filter(|i| !i.prevout.is_null()) {
             if let Some(coin) = spent.get(&input.prevout) {
-                touched.push((coin.output.lock.clone(), txid));
+                touched.push((&coin.output.lock, txid));
             } else if let Some(lock) = created.get(&input.prevout) {
-                touched.push(((*lock).clone(), txid));
+                touched.push((*lock, txid));
             }
         }
         for (index, output) in tx.outputs.iter().enumerate() {
             created.insert(OutPoint { txid, index: index as u32 }, &output.lock);
-            touched.push((output.lock.clone(), txid));
+            touched.push((&output.lock, txid));
         }
     }
-    touched.sort_by_cached_key(|(lock, txid)| (lock.encode(), *txid));
+    touched.sort_unstable();
     touched.dedup();
     touched
 }
