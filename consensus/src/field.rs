@@ -84,20 +84,9 @@ fn reduce_once(a: [u64; 4]) -> [u64; 4] {
     out
 }
 
-/// `a + b mod p` for `a < p` and small `b`.
+/// `a + b mod p` for `a < p` and `b < 2^32 + 977`: the sum stays below 2^256.
 fn add_small_mod(a: &[u64; 4], b: u64) -> [u64; 4] {
-    let mut out = *a;
-    let mut carry = b;
-    for limb in &mut out {
-        let (s, c) = limb.overflowing_add(carry);
-        *limb = s;
-        carry = u64::from(c);
-    }
-    if carry == 1 {
-        // Wrapped past 2^256: add 2^256 mod p. The sum is then tiny.
-        out = add_small(out, R);
-    }
-    reduce_once(out)
+    reduce_once(add_small(*a, b))
 }
 
 /// `a + b` for a sum known to stay below 2^256.
