@@ -388,7 +388,7 @@ impl Chain {
                 chain.active = hashes;
             }
         }
-        chain.activate_best_chain()?;
+        chain.activate_best_chain(&mut Reorganization::default())?;
         Ok(chain)
     }
 
@@ -744,17 +744,11 @@ impl Chain {
             return (results, Reorganization::default());
         }
         self.last_failure = None;
-        let activated = self.activate_best_chain();
+        // A store failure part way leaves the chain at the last block
+        // written: `reorg` says what changed up to there.
+        let mut reorg = Reorganization::default();
+        let activated = self.activate_best_chain(&mut reorg);
         self.just_stored.clear();
-        let mut reorg = match activated {
-            Ok(reorg) => reorg,
-            Err(error) => {
-                for &i in &stored {
-                    results[i].1 = Err(error.clone());
-                }
-                return (results, Reorganization::default());
-            }
-        };
         let connected: HashSet<BlockHash> = reorg.connected.iter().map(Block::block_hash).collect();
         let failure = self.last_failure.take();
         for &i in &stored {
@@ -768,13 +762,18 @@ impl Chain {
                 })
             } else if connected.contains(&hash) {
                 Ok(Accepted::Activated)
+            } else if let Err(error) = &activated {
+                // Stored; it connects at the next switch (or the next start).
+                Err(error.clone())
             } else {
                 Ok(Accepted::SideBranch)
             };
         }
-        for &i in &stored {
-            if results[i].1.is_ok() {
-                self.adopt_orphans(results[i].0, now, &mut reorg);
+        if activated.is_ok() {
+            for &i in &stored {
+                if results[i].1.is_ok() {
+                    self.adopt_orphans(results[i].0, now, &mut reorg);
+                }
             }
         }
         (results, reorg)
@@ -942,13 +941,13 @@ impl Chain {
 
     /// Switches to the most-work valid branch, any depth, one block per
     /// store batch; a block that fails to connect is marked invalid with its
-    /// descendants and the search goes on.
-    fn activate_best_chain(&mut self) -> Result<Reorganization, ChainError> {
-        let mut reorg = Reorganization::default();
+    /// descendants and the search goes on. What it disconnected and
+    /// connected goes into `reorg`, also when a store failure stops it.
+    fn activate_best_chain(&mut self, reorg: &mut Reorganization) -> Result<(), ChainError> {
         loop {
             let candidate = self.best_candidate();
             if candidate == self.tip() {
-                return Ok(reorg);
+                return Ok(());
             }
             // The branch from the fork up to the candidate.
             let mut path = Vec::new();
@@ -962,7 +961,7 @@ impl Chain {
             while self.tip() != fork {
                 reorg.disconnected.push(self.disconnect_tip()?);
             }
-            self.connect_path(&path, &mut reorg)?;
+            self.connect_path(&path, reorg)?;
         }
     }
 

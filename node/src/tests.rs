@@ -540,3 +540,77 @@ fn a_run_of_blocks_checks_each_against_the_coins_of_the_one_still_being_written(
     assert_eq!(reopened.tip(), source.tip());
     assert_eq!(reopened.utxo_digest().expect("digest"), source.utxo_digest().expect("digest"));
 }
+
+/// A store whose `n`th write from when it is told (counting from 1) fails
+/// and applies nothing.
+#[derive(Debug, Clone, Default)]
+struct FailingStore {
+    inner: MemStore,
+    fail_in: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Store for FailingStore {
+    fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.get(cf, key)
+    }
+    fn scan_prefix(&self, cf: Cf, prefix: &[u8]) -> Result<Pairs, StoreError> {
+        self.inner.scan_prefix(cf, prefix)
+    }
+    fn for_each(&self, cf: Cf, f: &mut dyn FnMut(&[u8], &[u8])) -> Result<(), StoreError> {
+        self.inner.for_each(cf, f)
+    }
+    fn write(&self, batch: Batch) -> Result<(), StoreError> {
+        let before =
+            self.fail_in.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).unwrap_or(0);
+        if before == 1 {
+            return Err(StoreError::Corrupt("injected write failure"));
+        }
+        self.inner.write(batch)
+    }
+}
+
+#[test]
+fn a_failed_write_in_a_run_leaves_the_chain_at_the_last_block_written() {
+    let key = keypair(19);
+    let (mut source, coins) = chain_with_coins(&key, 64);
+    let prefix: Vec<Block> = (1..=source.height().get())
+        .map(|h| source.block(&source.hash_at(Height::new(h)).expect("active")).expect("read").expect("body"))
+        .collect();
+    // Four blocks of 16 spends: big enough for the writer thread.
+    let mut run = Vec::new();
+    for (i, chunk) in coins.chunks(16).enumerate() {
+        let txs: Vec<Transaction> = chunk
+            .iter()
+            .map(|(outpoint, value)| spend(&source, *outpoint, *value, &key, &lock(&key), 500))
+            .collect();
+        let fees = Amount::from_base_units(500 * 16).expect("fees");
+        let block = mine(&source, &key, txs, fees, NOW + 600 + i as u64);
+        source.submit_block(block.clone(), NOW).expect("valid");
+        run.push(block);
+    }
+
+    let store = FailingStore::default();
+    let mut chain =
+        Chain::open(Arc::new(store.clone()), Params::for_network(Network::Regtest)).expect("open");
+    let (results, _) = chain.submit_blocks(prefix.clone(), NOW);
+    assert!(results.iter().all(|(_, r)| r.is_ok()), "{results:?}");
+    // The run writes four bodies, then one connection per block: the
+    // second connection fails while the third block is being checked.
+    store.fail_in.store(6, Ordering::SeqCst);
+    let (results, reorg) = chain.submit_blocks(run.clone(), NOW);
+    assert!(matches!(results[0].1, Ok(Accepted::Activated)), "{results:?}");
+    assert!(results[1..].iter().all(|(_, r)| matches!(r, Err(ChainError::Store(_)))), "{results:?}");
+    assert_eq!(reorg.connected.len(), 1, "the mempool hears of the block that did connect");
+    assert_eq!(chain.tip(), run[0].block_hash());
+    // Memory and store agree: the set is that of a chain given only the first block.
+    let (mut fresh, _) = regtest();
+    for block in prefix.iter().chain(&run[..1]) {
+        fresh.submit_block(block.clone(), NOW).expect("valid");
+    }
+    assert_eq!(chain.utxo_digest().expect("digest"), fresh.utxo_digest().expect("digest"));
+    // The bodies are stored: a restart connects them.
+    let reopened =
+        Chain::open(Arc::new(store.inner.clone()), Params::for_network(Network::Regtest)).expect("reopen");
+    assert_eq!(reopened.tip(), source.tip());
+    assert_eq!(reopened.utxo_digest().expect("digest"), source.utxo_digest().expect("digest"));
+}
