@@ -730,11 +730,27 @@ impl Chain {
     /// before it. Returns what came of each block, in order, and the change
     /// of the active chain.
     pub fn submit_blocks(&mut self, blocks: Vec<Block>, now: u64) -> (Vec<Submitted>, Reorganization) {
+        let hashes: Vec<BlockHash> = blocks.iter().map(Block::block_hash).collect();
+        // A run's context-free body checks (merkle root, output keys) run on
+        // all cores at once, a block each, instead of one block after the
+        // other; blocks already stored or known invalid are skipped.
+        let body_checks: Vec<Option<Result<(), BlockError>>> = if blocks.len() > 1 {
+            let (index, params, verifier) = (&self.index, &self.params, &self.verifier);
+            blocks
+                .par_iter()
+                .zip(&hashes)
+                .map(|(block, hash)| {
+                    let known = index.get(hash).is_some_and(|e| e.record.flags & (HAS_BODY | INVALID) != 0);
+                    (!known).then(|| check_block_with(block, params, verifier))
+                })
+                .collect()
+        } else {
+            vec![None]
+        };
         let mut results = Vec::with_capacity(blocks.len());
         let mut stored = Vec::new();
-        for block in blocks {
-            let hash = block.block_hash();
-            let result = self.store_block(hash, block, now);
+        for ((block, hash), body_check) in blocks.into_iter().zip(hashes).zip(body_checks) {
+            let result = self.store_block(hash, block, body_check, now);
             if matches!(result, Ok(None)) {
                 stored.push(results.len());
             }
@@ -782,10 +798,13 @@ impl Chain {
     /// Checks `block` and stores it with its index entry, without
     /// connecting it: `Some` when it was not stored (already stored, or an
     /// orphan).
+    /// `body_check` is [`check_block_with`]'s answer when it was already
+    /// asked (it is asked here otherwise).
     fn store_block(
         &mut self,
         hash: BlockHash,
         block: Block,
+        body_check: Option<Result<(), BlockError>>,
         now: u64,
     ) -> Result<Option<Accepted>, ChainError> {
         if let Some(entry) = self.index.get(&hash) {
@@ -822,7 +841,8 @@ impl Chain {
                 return Err(error.into());
             }
         }
-        if let Err(error) = check_block_with(&block, &self.params, &self.verifier) {
+        let body_check = body_check.unwrap_or_else(|| check_block_with(&block, &self.params, &self.verifier));
+        if let Err(error) = body_check {
             if error.marks_invalid() {
                 self.store_invalid(&block.header, Some(parent_record))?;
             }

@@ -614,3 +614,31 @@ fn a_failed_write_in_a_run_leaves_the_chain_at_the_last_block_written() {
     assert_eq!(reopened.tip(), source.tip());
     assert_eq!(reopened.utxo_digest().expect("digest"), source.utxo_digest().expect("digest"));
 }
+
+#[test]
+fn a_run_reports_each_block_body_checked_on_all_cores_and_keeps_the_order_of_rules() {
+    let key = keypair(20);
+    let (mut source, _) = regtest();
+    let blocks = extend(&mut source, &key, 3, NOW);
+    let mut mutated = blocks[1].clone();
+    mutated.transactions[0].outputs[0].amount = Amount::from_base_units(1).expect("1");
+    // A header that breaks a rule is reported as such, not as its body.
+    let mut bad_header = blocks[1].clone();
+    bad_header.header.bits = cairn_consensus::pow::CompactTarget::from_consensus(0x0100_0000);
+    bad_header.transactions[0].outputs[0].amount = Amount::from_base_units(1).expect("1");
+
+    let (mut chain, _) = regtest();
+    let (results, reorg) =
+        chain.submit_blocks(vec![blocks[0].clone(), bad_header, mutated, blocks[2].clone()], NOW);
+    assert!(matches!(results[0].1, Ok(Accepted::Activated)), "{results:?}");
+    assert!(matches!(results[1].1, Err(ChainError::Header(_))), "{results:?}");
+    assert!(matches!(results[2].1, Err(ChainError::Block(BlockError::MerkleMismatch { .. }))), "{results:?}");
+    assert!(matches!(results[3].1, Ok(Accepted::Orphan)), "{results:?}");
+    assert_eq!(reorg.connected.len(), 1);
+    // The honest body is taken (a mutated one is not remembered as invalid)
+    // and the orphan waiting for it follows.
+    let (results, reorg) = chain.submit_blocks(vec![blocks[1].clone()], NOW);
+    assert!(matches!(results[0].1, Ok(Accepted::Activated)), "{results:?}");
+    assert_eq!(reorg.connected.len(), 2);
+    assert_eq!(chain.tip(), source.tip());
+}
