@@ -443,16 +443,18 @@ fn the_chain_summary_follows_every_change_made_under_the_lock() {
     assert!(node.try_state().is_some());
 }
 
-/// A store whose writes take a while once told to, so that in a run of
+/// A store in memory whose writes can be made slow (so that in a run of
 /// blocks the checks of each surely run while the write of the one before
-/// is still in flight.
+/// is still in flight) or fail (the `n`th write from when it is told,
+/// counting from 1, applying nothing).
 #[derive(Debug, Clone, Default)]
-struct SlowStore {
+struct FaultyStore {
     inner: MemStore,
     slow: Arc<AtomicBool>,
+    fail_in: Arc<std::sync::atomic::AtomicUsize>,
 }
 
-impl Store for SlowStore {
+impl Store for FaultyStore {
     fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         self.inner.get(cf, key)
     }
@@ -466,17 +468,27 @@ impl Store for SlowStore {
         if self.slow.load(Ordering::Relaxed) {
             std::thread::sleep(std::time::Duration::from_millis(30));
         }
+        let before =
+            self.fail_in.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).unwrap_or(0);
+        if before == 1 {
+            return Err(StoreError::Corrupt("injected write failure"));
+        }
         self.inner.write(batch)
     }
+}
+
+/// The active chain's blocks after genesis.
+fn active_blocks(chain: &Chain) -> Vec<Block> {
+    (1..=chain.height().get())
+        .map(|h| chain.block(&chain.hash_at(Height::new(h)).expect("active")).expect("read").expect("body"))
+        .collect()
 }
 
 #[test]
 fn a_run_of_blocks_checks_each_against_the_coins_of_the_one_still_being_written() {
     let key = keypair(17);
     let (mut source, coins) = chain_with_coins(&key, 1);
-    let prefix: Vec<Block> = (1..=source.height().get())
-        .map(|h| source.block(&source.hash_at(Height::new(h)).expect("active")).expect("read").expect("body"))
-        .collect();
+    let prefix = active_blocks(&source);
     let fee = Amount::from_base_units(500).expect("fee");
     // Three blocks, each spending the coin the one before created.
     let (mut outpoint, mut value) = coins[0];
@@ -504,7 +516,7 @@ fn a_run_of_blocks_checks_each_against_the_coins_of_the_one_still_being_written(
     }
     let (bad, child) = double_spend.expect("built");
 
-    let store = SlowStore::default();
+    let store = FaultyStore::default();
     let mut chain =
         Chain::open(Arc::new(store.clone()), Params::for_network(Network::Regtest)).expect("open");
     let (results, _) = chain.submit_blocks(prefix.clone(), NOW);
@@ -541,41 +553,11 @@ fn a_run_of_blocks_checks_each_against_the_coins_of_the_one_still_being_written(
     assert_eq!(reopened.utxo_digest().expect("digest"), source.utxo_digest().expect("digest"));
 }
 
-/// A store whose `n`th write from when it is told (counting from 1) fails
-/// and applies nothing.
-#[derive(Debug, Clone, Default)]
-struct FailingStore {
-    inner: MemStore,
-    fail_in: Arc<std::sync::atomic::AtomicUsize>,
-}
-
-impl Store for FailingStore {
-    fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        self.inner.get(cf, key)
-    }
-    fn scan_prefix(&self, cf: Cf, prefix: &[u8]) -> Result<Pairs, StoreError> {
-        self.inner.scan_prefix(cf, prefix)
-    }
-    fn for_each(&self, cf: Cf, f: &mut dyn FnMut(&[u8], &[u8])) -> Result<(), StoreError> {
-        self.inner.for_each(cf, f)
-    }
-    fn write(&self, batch: Batch) -> Result<(), StoreError> {
-        let before =
-            self.fail_in.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).unwrap_or(0);
-        if before == 1 {
-            return Err(StoreError::Corrupt("injected write failure"));
-        }
-        self.inner.write(batch)
-    }
-}
-
 #[test]
 fn a_failed_write_in_a_run_leaves_the_chain_at_the_last_block_written() {
     let key = keypair(19);
     let (mut source, coins) = chain_with_coins(&key, 64);
-    let prefix: Vec<Block> = (1..=source.height().get())
-        .map(|h| source.block(&source.hash_at(Height::new(h)).expect("active")).expect("read").expect("body"))
-        .collect();
+    let prefix = active_blocks(&source);
     // Four blocks of 16 spends: big enough for the writer thread.
     let mut run = Vec::new();
     for (i, chunk) in coins.chunks(16).enumerate() {
@@ -589,7 +571,7 @@ fn a_failed_write_in_a_run_leaves_the_chain_at_the_last_block_written() {
         run.push(block);
     }
 
-    let store = FailingStore::default();
+    let store = FaultyStore::default();
     let mut chain =
         Chain::open(Arc::new(store.clone()), Params::for_network(Network::Regtest)).expect("open");
     let (results, _) = chain.submit_blocks(prefix.clone(), NOW);
