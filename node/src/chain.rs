@@ -1002,22 +1002,18 @@ impl Chain {
                 Ok(self.check_connection(hash, &block, unwritten)?.map(|connection| (block, connection)))
             });
             if let Some(done) = writing.take() {
-                if done.unwritten.is_some() {
-                    writer.as_ref().map_or(Ok(()), Writer::wait)?;
-                }
-                self.active.push(done.hash);
-                reorg.connected.push(done.block);
+                self.finish_connection(done, writer.as_ref(), reorg)?;
             }
             match checked? {
                 Ok((block, (batch, changes))) => {
-                    let last = position + 1 == path.len();
-                    if !last && block.transactions.len() >= PARALLEL_TRANSACTIONS && writer.is_none() {
+                    // The last block's write overlaps nothing.
+                    let hand_over =
+                        position + 1 < path.len() && block.transactions.len() >= PARALLEL_TRANSACTIONS;
+                    if hand_over && writer.is_none() {
                         writer = Writer::start(Arc::clone(&self.store));
                     }
                     let sent = match &writer {
-                        Some(writer) if !last && block.transactions.len() >= PARALLEL_TRANSACTIONS => {
-                            writer.send(batch)
-                        }
+                        Some(writer) if hand_over => writer.send(batch),
                         _ => Err(batch),
                     };
                     let unwritten = match sent {
@@ -1037,12 +1033,24 @@ impl Chain {
             }
         }
         if let Some(done) = writing.take() {
-            if done.unwritten.is_some() {
-                writer.as_ref().map_or(Ok(()), Writer::wait)?;
-            }
-            self.active.push(done.hash);
-            reorg.connected.push(done.block);
+            self.finish_connection(done, writer.as_ref(), reorg)?;
         }
+        Ok(())
+    }
+
+    /// Waits for the write of `done` when the writer thread has it, then
+    /// moves the tip onto it.
+    fn finish_connection(
+        &mut self,
+        done: Writing,
+        writer: Option<&Writer>,
+        reorg: &mut Reorganization,
+    ) -> Result<(), ChainError> {
+        if done.unwritten.is_some() {
+            writer.map_or(Ok(()), Writer::wait)?;
+        }
+        self.active.push(done.hash);
+        reorg.connected.push(done.block);
         Ok(())
     }
 
