@@ -733,8 +733,13 @@ impl Chain {
         let hashes: Vec<BlockHash> = blocks.iter().map(Block::block_hash).collect();
         // A run's context-free body checks (merkle root, output keys) run on
         // all cores at once, a block each, instead of one block after the
-        // other; blocks already stored or known invalid are skipped.
-        let body_checks: Vec<Option<Result<(), BlockError>>> = if blocks.len() > 1 {
+        // other; blocks already stored or known invalid are skipped. A run
+        // of nearly empty blocks stays on this thread: waking the pool for
+        // it costs more than it saves.
+        let transactions: usize = blocks.iter().map(|block| block.transactions.len()).sum();
+        let body_checks: Vec<Option<Result<(), BlockError>>> = if blocks.len() > 1
+            && transactions >= 4 * PARALLEL_TRANSACTIONS
+        {
             let (index, params, verifier) = (&self.index, &self.params, &self.verifier);
             blocks
                 .par_iter()
@@ -745,7 +750,7 @@ impl Chain {
                 })
                 .collect()
         } else {
-            vec![None]
+            vec![None; blocks.len()]
         };
         let mut results = Vec::with_capacity(blocks.len());
         let mut stored = Vec::new();
