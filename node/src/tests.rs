@@ -553,23 +553,30 @@ fn a_run_of_blocks_checks_each_against_the_coins_of_the_one_still_being_written(
     assert_eq!(reopened.utxo_digest().expect("digest"), source.utxo_digest().expect("digest"));
 }
 
+/// Blocks of 16 spends each of `coins` (paying `key`) on `source`, connected
+/// there: heavy enough for the parallel paths of a run (the writer thread,
+/// the body checks on all cores).
+fn blocks_of_spends(source: &mut Chain, key: &Keypair, coins: &[(OutPoint, Amount)]) -> Vec<Block> {
+    let mut blocks = Vec::new();
+    for (i, chunk) in coins.chunks(16).enumerate() {
+        let txs: Vec<Transaction> = chunk
+            .iter()
+            .map(|(outpoint, value)| spend(source, *outpoint, *value, key, &lock(key), 500))
+            .collect();
+        let fees = Amount::from_base_units(500 * chunk.len() as u64).expect("fees");
+        let block = mine(source, key, txs, fees, NOW + 600 + i as u64);
+        source.submit_block(block.clone(), NOW).expect("valid");
+        blocks.push(block);
+    }
+    blocks
+}
+
 #[test]
 fn a_failed_write_in_a_run_leaves_the_chain_at_the_last_block_written() {
     let key = keypair(19);
     let (mut source, coins) = chain_with_coins(&key, 64);
     let prefix = active_blocks(&source);
-    // Four blocks of 16 spends: big enough for the writer thread.
-    let mut run = Vec::new();
-    for (i, chunk) in coins.chunks(16).enumerate() {
-        let txs: Vec<Transaction> = chunk
-            .iter()
-            .map(|(outpoint, value)| spend(&source, *outpoint, *value, &key, &lock(&key), 500))
-            .collect();
-        let fees = Amount::from_base_units(500 * 16).expect("fees");
-        let block = mine(&source, &key, txs, fees, NOW + 600 + i as u64);
-        source.submit_block(block.clone(), NOW).expect("valid");
-        run.push(block);
-    }
+    let run = blocks_of_spends(&mut source, &key, &coins);
 
     let store = FaultyStore::default();
     let mut chain =
@@ -600,8 +607,9 @@ fn a_failed_write_in_a_run_leaves_the_chain_at_the_last_block_written() {
 #[test]
 fn a_run_reports_each_block_body_checked_on_all_cores_and_keeps_the_order_of_rules() {
     let key = keypair(20);
-    let (mut source, _) = regtest();
-    let blocks = extend(&mut source, &key, 3, NOW);
+    let (mut source, coins) = chain_with_coins(&key, 48);
+    let prefix = active_blocks(&source);
+    let blocks = blocks_of_spends(&mut source, &key, &coins);
     let mut mutated = blocks[1].clone();
     mutated.transactions[0].outputs[0].amount = Amount::from_base_units(1).expect("1");
     // A header that breaks a rule is reported as such, not as its body.
@@ -610,6 +618,7 @@ fn a_run_reports_each_block_body_checked_on_all_cores_and_keeps_the_order_of_rul
     bad_header.transactions[0].outputs[0].amount = Amount::from_base_units(1).expect("1");
 
     let (mut chain, _) = regtest();
+    chain.submit_blocks(prefix, NOW);
     let (results, reorg) =
         chain.submit_blocks(vec![blocks[0].clone(), bad_header, mutated, blocks[2].clone()], NOW);
     assert!(matches!(results[0].1, Ok(Accepted::Activated)), "{results:?}");
