@@ -165,10 +165,10 @@ struct Unwritten {
 }
 
 impl Unwritten {
-    fn new(changes: &BlockChanges) -> Self {
+    fn new(changes: BlockChanges) -> Self {
         Self {
-            spent: changes.spent.iter().map(|(outpoint, _)| *outpoint).collect(),
-            created: changes.created.iter().cloned().collect(),
+            spent: changes.spent.into_iter().map(|(outpoint, _)| outpoint).collect(),
+            created: changes.created.into_iter().collect(),
         }
     }
 }
@@ -1022,7 +1022,7 @@ impl Chain {
                         _ => Err(batch),
                     };
                     let unwritten = match sent {
-                        Ok(()) => Some(Unwritten::new(&changes)),
+                        Ok(()) => Some(Unwritten::new(changes)),
                         Err(batch) => {
                             self.store.write(batch)?;
                             None
