@@ -362,12 +362,6 @@ pub struct UnverifiedBlock {
 }
 
 impl UnverifiedBlock {
-    /// The signature checks, in block order.
-    #[must_use]
-    pub fn signatures(&self) -> &[SignatureCheck] {
-        &self.signatures
-    }
-
     /// Runs the signature checks through `verifier`; the changes if all pass.
     ///
     /// # Errors
