@@ -477,6 +477,15 @@ impl Store for FaultyStore {
     }
 }
 
+/// The UTXO digest of a fresh chain given `blocks` one by one.
+fn digest_of<'a>(blocks: impl IntoIterator<Item = &'a Block>) -> crate::chain::UtxoDigest {
+    let (mut fresh, _) = regtest();
+    for block in blocks {
+        fresh.submit_block(block.clone(), NOW).expect("valid");
+    }
+    fresh.utxo_digest().expect("digest")
+}
+
 /// The active chain's blocks after genesis.
 fn active_blocks(chain: &Chain) -> Vec<Block> {
     (1..=chain.height().get())
@@ -539,11 +548,7 @@ fn a_run_of_blocks_checks_each_against_the_coins_of_the_one_still_being_written(
     assert!(matches!(results[3].1, Err(ChainError::InvalidAncestor(hash)) if hash == child.block_hash()));
     assert_eq!(reorg.connected.len(), 2);
     assert_eq!(chain.tip(), run[1].block_hash());
-    let (mut fresh, _) = regtest();
-    for block in prefix.iter().chain(&run[..2]) {
-        fresh.submit_block(block.clone(), NOW).expect("valid");
-    }
-    assert_eq!(chain.utxo_digest().expect("digest"), fresh.utxo_digest().expect("digest"));
+    assert_eq!(chain.utxo_digest().expect("digest"), digest_of(prefix.iter().chain(&run[..2])));
 
     // The honest third block connects; a reopened store holds the same.
     assert!(matches!(chain.submit_blocks(vec![run[2].clone()], NOW).0[0].1, Ok(Accepted::Activated)));
@@ -592,11 +597,7 @@ fn a_failed_write_in_a_run_leaves_the_chain_at_the_last_block_written() {
     assert_eq!(reorg.connected.len(), 1, "the mempool hears of the block that did connect");
     assert_eq!(chain.tip(), run[0].block_hash());
     // Memory and store agree: the set is that of a chain given only the first block.
-    let (mut fresh, _) = regtest();
-    for block in prefix.iter().chain(&run[..1]) {
-        fresh.submit_block(block.clone(), NOW).expect("valid");
-    }
-    assert_eq!(chain.utxo_digest().expect("digest"), fresh.utxo_digest().expect("digest"));
+    assert_eq!(chain.utxo_digest().expect("digest"), digest_of(prefix.iter().chain(&run[..1])));
     // The bodies are stored: a restart connects them.
     let reopened =
         Chain::open(Arc::new(store.inner.clone()), Params::for_network(Network::Regtest)).expect("reopen");
