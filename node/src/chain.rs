@@ -27,6 +27,7 @@ use crate::records::{
     coin_from_bytes, decode_undo, encode_undo, outpoint_from_key, outpoint_key, IndexRecord, HAS_BODY,
     INVALID,
 };
+use crate::sigcache::SignatureCache;
 use crate::store::{Batch, Cf, Store, StoreError};
 
 /// Blocks with unknown parents kept at most.
@@ -124,25 +125,56 @@ pub struct AddressDelta {
 /// checks (a few microseconds each).
 pub(crate) const PARALLEL_TRANSACTIONS: usize = 16;
 
-/// Checks signatures on all cores.
+/// Checks signatures on all cores, skipping those the signature cache
+/// holds; a remembering verifier (the mempool's) adds to the cache the
+/// checks it finds valid.
 #[derive(Debug)]
 pub struct ParallelVerifier {
     secp: Secp256k1<VerifyOnly>,
+    cache: Arc<SignatureCache>,
+    remember: bool,
 }
 
 impl Default for ParallelVerifier {
+    /// A verifier with a cache of its own that it does not fill.
     fn default() -> Self {
-        Self { secp: Secp256k1::verification_only() }
+        Self::new(Arc::new(SignatureCache::default()), false)
+    }
+}
+
+impl ParallelVerifier {
+    /// A verifier that looks signatures up in `cache` first and, when
+    /// `remember`, adds the transactions' checks it finds valid.
+    #[must_use]
+    pub fn new(cache: Arc<SignatureCache>, remember: bool) -> Self {
+        Self { secp: Secp256k1::verification_only(), cache, remember }
+    }
+
+    /// The cache it looks signatures up in.
+    #[must_use]
+    pub fn cache(&self) -> &Arc<SignatureCache> {
+        &self.cache
+    }
+
+    /// Whether `check` is valid: remembered so, or verified now.
+    #[must_use]
+    pub fn is_valid(&self, check: &SignatureCheck) -> bool {
+        self.cache.contains(check) || check.verify(&self.secp)
     }
 }
 
 impl SignatureVerifier for ParallelVerifier {
     fn first_failure(&self, checks: &[SignatureCheck]) -> Option<usize> {
         // A verification is worth handing to the pool; a lone one is not.
-        if checks.len() < 2 {
-            return checks.iter().position(|check| !check.verify(&self.secp));
+        let failure = if checks.len() < 2 {
+            checks.iter().position(|check| !self.is_valid(check))
+        } else {
+            checks.par_iter().with_min_len(8).position_any(|check| !self.is_valid(check))
+        };
+        if failure.is_none() && self.remember {
+            self.cache.insert(checks);
         }
-        checks.par_iter().with_min_len(8).position_any(|check| !check.verify(&self.secp))
+        failure
     }
 
     fn first_invalid_transaction(&self, txs: &[Transaction]) -> Option<(usize, TxError)> {
@@ -457,6 +489,14 @@ impl Chain {
         self.insert_entry(hash, Entry { header: genesis.header, record, seq });
         self.active = vec![hash];
         Ok(())
+    }
+
+    /// The signature cache block connection looks signatures up in; a
+    /// verifier that fills it (the mempool's) makes a block of transactions
+    /// seen before connect without verifying them again.
+    #[must_use]
+    pub fn signature_cache(&self) -> &Arc<SignatureCache> {
+        self.verifier.cache()
     }
 
     /// The network parameters.
@@ -1087,8 +1127,8 @@ impl Chain {
         let created = crate::prepare::created_coins(block, context);
         let view = StoreView::new(self.store.as_ref(), unwritten);
         let coins = crate::prepare::read_coins(block, &created, &view);
-        let (params, secp) = (&self.params, &self.verifier.secp);
-        let verify = || crate::prepare::verify_signatures(block, &coins, &created, context, params, secp);
+        let (params, verifier) = (&self.params, &self.verifier);
+        let verify = || crate::prepare::verify_signatures(block, &coins, &created, context, params, verifier);
         let ordered = || {
             let view = crate::prepare::PreparedView { coins: &coins, fallback: &view };
             connect_block_unverified(block, context, &view, params).map(|unverified| {

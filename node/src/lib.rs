@@ -13,5 +13,6 @@ pub mod node;
 pub mod p2p;
 mod prepare;
 pub mod rpc;
+pub mod sigcache;
 #[cfg(test)]
 mod tests;

@@ -125,10 +125,12 @@ impl Node {
     /// When the store cannot be read.
     pub fn open(store: Arc<dyn Store>, params: Params, datadir: &Path) -> Result<Self, ChainError> {
         let chain = Chain::open(store, params)?;
+        // What the mempool verifies, block connection need not verify again.
+        let verifier = ParallelVerifier::new(Arc::clone(chain.signature_cache()), true);
         Ok(Self {
             summary: Mutex::new(ChainSummary::of(&chain)),
             state: Mutex::new(State { chain, mempool: Mempool::new(DEFAULT_MAX_SIZE) }),
-            verifier: ParallelVerifier::default(),
+            verifier,
             datadir: datadir.to_path_buf(),
             stale: Mutex::new(Arc::new(AtomicBool::new(false))),
             shutdown: AtomicBool::new(false),

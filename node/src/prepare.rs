@@ -15,13 +15,11 @@
 
 use std::collections::{HashMap, HashSet};
 
+use crate::chain::{ParallelVerifier, PARALLEL_TRANSACTIONS};
 use cairn_consensus::check::{check_inputs, BlockContext, Coin, SignatureVerifier, UtxoView};
 use cairn_consensus::sighash::SignatureCheck;
 use cairn_consensus::{Block, OutPoint, Params, Transaction, TxError};
 use rayon::prelude::*;
-use secp256k1::{Secp256k1, VerifyOnly};
-
-use crate::chain::PARALLEL_TRANSACTIONS;
 
 /// Signature checks found valid.
 pub(crate) type Verified = HashSet<([u8; 32], [u8; 64], [u8; 32])>;
@@ -65,8 +63,9 @@ pub(crate) fn read_coins(block: &Block, created: &Coins, view: &(impl UtxoView +
 }
 
 /// Verifies, in parallel, the signatures of every transaction of `block`
-/// whose inputs pass [`check_inputs`] against `coins` and `created`;
-/// returns the checks that passed.
+/// whose inputs pass [`check_inputs`] against `coins` and `created`
+/// (those the signature cache holds are not verified again); returns the
+/// checks that passed.
 #[must_use]
 pub(crate) fn verify_signatures(
     block: &Block,
@@ -74,7 +73,7 @@ pub(crate) fn verify_signatures(
     created: &Coins,
     context: BlockContext,
     params: &Params,
-    secp: &Secp256k1<VerifyOnly>,
+    verifier: &ParallelVerifier,
 ) -> Verified {
     let spends = &block.transactions[1.min(block.transactions.len())..];
     let verify = |tx: &Transaction| {
@@ -86,7 +85,7 @@ pub(crate) fn verify_signatures(
         let checks = spent
             .and_then(|spent| check_inputs(tx, &spent, context.height, context.median_time, params).ok())
             .map_or_else(Vec::new, |checked| checked.signatures);
-        checks.into_iter().filter(|check| check.verify(secp)).map(|c| (c.message, c.signature, c.key))
+        checks.into_iter().filter(|check| verifier.is_valid(check)).map(|c| (c.message, c.signature, c.key))
     };
     // Each transaction carries at least one signature: worth the pool from two.
     if spends.len() < 2 {

@@ -400,6 +400,52 @@ fn prepared_connection_still_refuses_bad_signatures_and_double_spends() {
 }
 
 #[test]
+fn signatures_the_mempool_verified_are_not_verified_again_and_vouch_for_nothing_else() {
+    use crate::chain::ParallelVerifier;
+    let key = keypair(17);
+    let (mut chain, coins) = chain_with_coins(&key, 4);
+    let to = lock(&keypair(18));
+    let cache = Arc::clone(chain.signature_cache());
+    let verifier = ParallelVerifier::new(Arc::clone(&cache), true);
+    let mut pool = Mempool::new(1_000_000);
+    let txs: Vec<Transaction> =
+        coins[..3].iter().map(|(o, v)| spend(&chain, *o, *v, &key, &to, 500)).collect();
+    for tx in &txs {
+        pool.accept(tx.clone(), &chain, &verifier, NOW).expect("accepted");
+    }
+    assert_eq!((cache.len(), cache.hits()), (3, 0));
+
+    // A remembered signature under another message (a higher fee): refused,
+    // and nothing was found in the cache.
+    let mut forged = txs[0].clone();
+    forged.outputs[0].amount =
+        forged.outputs[0].amount.checked_sub(Amount::from_base_units(1).expect("1")).expect("value");
+    let block = mine(&chain, &key, vec![forged], Amount::from_base_units(501).expect("fee"), NOW + 300);
+    let err = chain.submit_block(block, NOW).expect_err("signature of another message");
+    assert!(err.to_string().contains("signature does not verify"), "{err}");
+    assert_eq!(cache.hits(), 0);
+
+    // The mempool's transactions connect, each signature found once in the
+    // cache; a transaction the mempool never saw is verified and, checked
+    // by a block, not remembered.
+    let unseen = spend(&chain, coins[3].0, coins[3].1, &key, &to, 500);
+    let mut block_txs = txs;
+    block_txs.push(unseen);
+    let block = mine(&chain, &key, block_txs, Amount::from_base_units(2_000).expect("fee"), NOW + 301);
+    assert_eq!(chain.submit_block(block, NOW).expect("valid").0, Accepted::Activated);
+    assert_eq!((cache.len(), cache.hits()), (3, 3));
+
+    // A node's mempool fills the cache its chain looks signatures up in.
+    let node = crate::node::Node::open(
+        Arc::new(MemStore::new()),
+        Params::for_network(Network::Regtest),
+        std::path::Path::new("/nonexistent"),
+    )
+    .expect("open");
+    assert!(Arc::ptr_eq(node.verifier().cache(), node.state().chain.signature_cache()));
+}
+
+#[test]
 fn the_chain_summary_follows_every_change_made_under_the_lock() {
     use crate::node::Node;
     let key = keypair(13);

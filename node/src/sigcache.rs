@@ -1,0 +1,194 @@
+//! Signatures already found valid, so that a block's transactions that
+//! went through the mempool first are not verified a second time when the
+//! block connects (Bitcoin Core's signature cache, in a simpler form).
+//!
+//! Whether a signature is valid is a pure function of (message, signature,
+//! key), so remembering the answer changes no verdict. Only valid checks
+//! are remembered; an entry is a salted SHA-256 of the three, 32 bytes, so
+//! the cache's memory is fixed by its capacity and nobody outside the
+//! process can aim collisions at it.
+//!
+//! The mempool remembers what it verifies; block connection only looks up
+//! (a block's signatures are not checked again unless it is disconnected
+//! and connected again). Entries age out in two generations: new ones go to
+//! the current one, and when it is full the previous one is dropped.
+
+use std::collections::HashSet;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{PoisonError, RwLock};
+
+use cairn_consensus::sighash::SignatureCheck;
+use sha2::{Digest, Sha256};
+
+/// Entries the cache holds at most by default: two generations of 65,536
+/// digests, about 9 MiB with the hash tables' overhead.
+pub const DEFAULT_CAPACITY: usize = 1 << 17;
+
+/// A salted digest: already uniformly distributed, so its first eight bytes
+/// serve as the hash table's hash.
+type Entry = [u8; 32];
+
+/// Hashes an [`Entry`] by taking its first eight bytes.
+#[derive(Default)]
+struct EntryHasher(u64);
+
+impl Hasher for EntryHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // `[u8; 32]` hashes as one write of its 32 bytes.
+        let mut first = [0u8; 8];
+        let n = bytes.len().min(8);
+        first[..n].copy_from_slice(&bytes[..n]);
+        self.0 ^= u64::from_le_bytes(first);
+    }
+}
+
+type Entries = HashSet<Entry, BuildHasherDefault<EntryHasher>>;
+
+#[derive(Debug, Default)]
+struct Generations {
+    current: Entries,
+    previous: Entries,
+}
+
+/// Signature checks found valid, bounded in size. Shared between threads.
+#[derive(Debug)]
+pub struct SignatureCache {
+    salt: [u8; 32],
+    /// Entries per generation.
+    generation: usize,
+    entries: RwLock<Generations>,
+    hits: AtomicU64,
+}
+
+impl Default for SignatureCache {
+    fn default() -> Self {
+        Self::new(DEFAULT_CAPACITY)
+    }
+}
+
+impl SignatureCache {
+    /// A cache of at most `capacity` entries (at least two), with a salt
+    /// of its own.
+    #[must_use]
+    pub fn new(capacity: usize) -> Self {
+        let mut salt = [0u8; 32];
+        // Without the system's randomness the salt is still unknown outside
+        // the process (the clock and an address), which is all it is for.
+        if getrandom::fill(&mut salt).is_err() {
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+            let fallback = Sha256::new()
+                .chain_update(now.as_nanos().to_le_bytes())
+                .chain_update((&raw const salt as usize).to_le_bytes())
+                .finalize();
+            salt.copy_from_slice(&fallback);
+        }
+        Self {
+            salt,
+            generation: (capacity / 2).max(1),
+            entries: RwLock::new(Generations::default()),
+            hits: AtomicU64::new(0),
+        }
+    }
+
+    fn entry(&self, check: &SignatureCheck) -> Entry {
+        Sha256::new()
+            .chain_update(self.salt)
+            .chain_update(check.message)
+            .chain_update(check.signature)
+            .chain_update(check.key)
+            .finalize()
+            .into()
+    }
+
+    /// Whether `check` was remembered as valid.
+    #[must_use]
+    pub fn contains(&self, check: &SignatureCheck) -> bool {
+        let entry = self.entry(check);
+        let entries = self.entries.read().unwrap_or_else(PoisonError::into_inner);
+        let found = entries.current.contains(&entry) || entries.previous.contains(&entry);
+        if found {
+            self.hits.fetch_add(1, Ordering::Relaxed);
+        }
+        found
+    }
+
+    /// Remembers `checks`, which the caller has verified to be valid.
+    pub fn insert<'a>(&self, checks: impl IntoIterator<Item = &'a SignatureCheck>) {
+        let new: Vec<Entry> = checks.into_iter().map(|check| self.entry(check)).collect();
+        let mut entries = self.entries.write().unwrap_or_else(PoisonError::into_inner);
+        for entry in new {
+            if entries.current.len() >= self.generation {
+                entries.previous = std::mem::take(&mut entries.current);
+            }
+            entries.current.insert(entry);
+        }
+    }
+
+    /// Entries held now.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        let entries = self.entries.read().unwrap_or_else(PoisonError::into_inner);
+        entries.current.len() + entries.previous.len()
+    }
+
+    /// Whether it holds nothing.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Lookups that found their check, since the start.
+    #[must_use]
+    pub fn hits(&self) -> u64 {
+        self.hits.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(n: u32) -> SignatureCheck {
+        let mut message = [0u8; 32];
+        message[..4].copy_from_slice(&n.to_le_bytes());
+        SignatureCheck { input: 0, message, signature: [7; 64], key: [9; 32] }
+    }
+
+    #[test]
+    fn it_finds_what_it_was_given_and_only_that() {
+        let cache = SignatureCache::new(16);
+        cache.insert([&check(1), &check(2)]);
+        assert!(cache.contains(&check(1)) && cache.contains(&check(2)));
+        assert!(!cache.contains(&check(3)));
+        // Any one of the three parts differing is another check.
+        let mut other = check(1);
+        other.signature[63] ^= 1;
+        assert!(!cache.contains(&other));
+        let mut other = check(1);
+        other.key[0] ^= 1;
+        assert!(!cache.contains(&other));
+        assert_eq!(cache.hits(), 2);
+    }
+
+    #[test]
+    fn it_keeps_at_most_its_capacity_and_the_newest_entries() {
+        let cache = SignatureCache::new(100);
+        for n in 0..1_000 {
+            cache.insert([&check(n)]);
+            assert!(cache.len() <= 100);
+        }
+        // The last generation's worth is always there; the oldest are gone.
+        assert!((950..1_000).all(|n| cache.contains(&check(n))));
+        assert!((0..800).all(|n| !cache.contains(&check(n))));
+    }
+
+    #[test]
+    fn two_caches_salt_their_entries_differently() {
+        let (a, b) = (SignatureCache::new(4), SignatureCache::new(4));
+        assert_ne!(a.entry(&check(1)), b.entry(&check(1)));
+    }
+}
