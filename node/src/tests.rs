@@ -539,6 +539,80 @@ fn active_blocks(chain: &Chain) -> Vec<Block> {
         .collect()
 }
 
+/// The whole UTXO set and address index in `chain`'s store.
+fn coin_indexes(chain: &Chain) -> Vec<(Cf, Vec<u8>, Vec<u8>)> {
+    let mut out = Vec::new();
+    for cf in [Cf::Utxo, Cf::Address] {
+        chain.store().for_each(cf, &mut |k, v| out.push((cf, k.to_vec(), v.to_vec()))).expect("read");
+    }
+    out
+}
+
+/// The same, of a fresh chain given only `chain`'s active blocks.
+fn fresh_coin_indexes(chain: &Chain) -> Vec<(Cf, Vec<u8>, Vec<u8>)> {
+    let (mut fresh, _) = regtest();
+    for block in active_blocks(chain) {
+        fresh.submit_block(block, NOW).expect("valid");
+    }
+    assert_eq!(fresh.tip(), chain.tip());
+    coin_indexes(&fresh)
+}
+
+#[test]
+fn reorgs_leave_the_utxo_set_and_address_index_as_a_fresh_chain_given_the_winner() {
+    let key = keypair(19);
+    let (x, y) = (keypair(20), keypair(21));
+    let fee = |n: u64| Amount::from_base_units(n).expect("fee");
+    // The same chain three times: the one under test, and one to build each branch on.
+    let (mut chain, coins) = chain_with_coins(&key, 3);
+    let (mut branch_a, _) = chain_with_coins(&key, 3);
+    let (mut branch_b, _) = chain_with_coins(&key, 3);
+    assert_eq!((chain.tip(), branch_a.tip()), (branch_b.tip(), branch_b.tip()));
+
+    // Branch A: coins 0 and 1 pay x, then x pays one of them back.
+    let paid = vec![
+        spend(&branch_a, coins[0].0, coins[0].1, &key, &lock(&x), 500),
+        spend(&branch_a, coins[1].0, coins[1].1, &key, &lock(&x), 500),
+    ];
+    let back = OutPoint { txid: paid[1].txid(), index: 0 };
+    let back_value = paid[1].outputs[0].amount;
+    let mut a = vec![mine(&branch_a, &key, paid, fee(1_000), NOW + 300)];
+    branch_a.submit_block(a[0].clone(), NOW).expect("valid");
+    let returned = spend(&branch_a, back, back_value, &x, &lock(&key), 500);
+    a.push(mine(&branch_a, &key, vec![returned], fee(500), NOW + 301));
+    branch_a.submit_block(a[1].clone(), NOW).expect("valid");
+    // Branch B, one block longer: coins 0 and 2 pay y.
+    let paid = vec![
+        spend(&branch_b, coins[0].0, coins[0].1, &key, &lock(&y), 700),
+        spend(&branch_b, coins[2].0, coins[2].1, &key, &lock(&y), 700),
+    ];
+    let mut b = vec![mine(&branch_b, &key, paid, fee(1_400), NOW + 310)];
+    branch_b.submit_block(b[0].clone(), NOW).expect("valid");
+    b.extend(extend(&mut branch_b, &y, 2, NOW + 311));
+
+    for block in &a {
+        chain.submit_block(block.clone(), NOW).expect("valid");
+    }
+    assert_eq!(chain.tip(), branch_a.tip());
+    assert_eq!(coin_indexes(&chain), fresh_coin_indexes(&chain));
+    for block in &b {
+        chain.submit_block(block.clone(), NOW).expect("valid");
+    }
+    assert_eq!(chain.tip(), branch_b.tip(), "the longer branch wins");
+    assert_eq!(coin_indexes(&chain), fresh_coin_indexes(&chain));
+    assert!(chain.address_history(&lock(&x)).expect("history").is_empty(), "x's history went with branch A");
+    // And back: branch A grows past B.
+    let longer = extend(&mut branch_a, &x, 2, NOW + 320);
+    for block in &longer {
+        chain.submit_block(block.clone(), NOW).expect("valid");
+    }
+    assert_eq!(chain.tip(), branch_a.tip());
+    assert_eq!(coin_indexes(&chain), fresh_coin_indexes(&chain));
+    assert!(chain.address_coins(&lock(&y)).expect("coins").is_empty(), "y's coins went with branch B");
+    let history = chain.address_history(&lock(&x)).expect("history");
+    assert_eq!(history.len(), 5, "two payments, one spend and two coinbases: {history:?}");
+}
+
 #[test]
 fn a_run_of_blocks_checks_each_against_the_coins_of_the_one_still_being_written() {
     let key = keypair(17);
