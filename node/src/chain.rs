@@ -1124,7 +1124,7 @@ impl Chain {
         let height = parent.record.height.next();
         let median_time = median_time_past(&self.branch(block.header.prev_block), parent.record.height)?;
         let context = BlockContext { height, median_time };
-        let created = crate::prepare::created_coins(block, context);
+        let created = crate::prepare::created_coins(block, height);
         let view = StoreView::new(self.store.as_ref(), unwritten);
         let coins = crate::prepare::read_coins(block, &created, &view);
         let (params, verifier) = (&self.params, &self.verifier);
@@ -1162,24 +1162,14 @@ impl Chain {
         let undo =
             self.store.get(Cf::Undo, &hash.to_byte_array())?.ok_or(StoreError::Corrupt("missing undo"))?;
         let spent = decode_undo(&undo).map_err(|_| StoreError::Corrupt("undo"))?;
+        // Every output, also those the block spent itself (their removal
+        // is a no-op): the block's changes were not kept.
+        let created: Vec<(OutPoint, Coin)> =
+            crate::prepare::created_coins(&block, height).into_iter().collect();
         let mut batch = Batch::new();
-        for tx in &block.transactions {
-            let txid = tx.txid();
-            for (index, output) in tx.outputs.iter().enumerate() {
-                let outpoint = OutPoint { txid, index: index as u32 };
-                batch.delete(Cf::Utxo, outpoint_key(&outpoint));
-                batch.delete(Cf::Address, address_coin_key(&output.lock, &outpoint));
-            }
-        }
-        for (outpoint, coin) in &spent {
-            batch.put(Cf::Utxo, outpoint_key(outpoint), coin_bytes(coin));
-            batch.put(Cf::Address, address_coin_key(&coin.output.lock, outpoint), coin_bytes(coin));
-        }
-        for (lock, txid) in touched_locks(&block, &spent) {
-            batch.delete(Cf::Address, address_history_key(lock, height, &txid));
-        }
-        let parent = block.header.prev_block;
-        batch.put(Cf::Meta, META_TIP, parent.to_byte_array());
+        coin_changes(&mut batch, Direction::Disconnect, &block, height, &spent, &created);
+        // The undo data stays: the block may be connected again.
+        batch.put(Cf::Meta, META_TIP, block.header.prev_block.to_byte_array());
         self.store.write(batch)?;
         self.active.pop();
         Ok(block)
@@ -1438,20 +1428,53 @@ impl Chain {
 /// the coins, the address index, the undo data and the tip, in one batch.
 fn connection_batch(hash: BlockHash, height: Height, block: &Block, changes: &BlockChanges) -> Batch {
     let mut batch = Batch::new();
-    for (outpoint, coin) in &changes.spent {
-        batch.delete(Cf::Utxo, outpoint_key(outpoint));
-        batch.delete(Cf::Address, address_coin_key(&coin.output.lock, outpoint));
-    }
-    for (outpoint, coin) in &changes.created {
-        batch.put(Cf::Utxo, outpoint_key(outpoint), coin_bytes(coin));
-        batch.put(Cf::Address, address_coin_key(&coin.output.lock, outpoint), coin_bytes(coin));
-    }
-    for (lock, txid) in touched_locks(block, &changes.spent) {
-        batch.put(Cf::Address, address_history_key(lock, height, &txid), []);
-    }
+    coin_changes(&mut batch, Direction::Connect, block, height, &changes.spent, &changes.created);
     batch.put(Cf::Undo, hash.to_byte_array(), encode_undo(&changes.spent));
     batch.put(Cf::Meta, META_TIP, hash.to_byte_array());
     batch
+}
+
+/// Which way a block moves the chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    Connect,
+    Disconnect,
+}
+
+/// The UTXO set and address index changes that move the chain across
+/// `block` (at `height`), either way: connecting removes the coins it
+/// spends (`spent`) from both and adds the coins it creates (`created`) to
+/// both, and writes its history entries; disconnecting does the exact
+/// reverse. One function for both, so that a disconnection can never miss
+/// a key its connection wrote.
+fn coin_changes(
+    batch: &mut Batch,
+    direction: Direction,
+    block: &Block,
+    height: Height,
+    spent: &[(OutPoint, Coin)],
+    created: &[(OutPoint, Coin)],
+) {
+    let (removed, added) = match direction {
+        Direction::Connect => (spent, created),
+        Direction::Disconnect => (created, spent),
+    };
+    for (outpoint, coin) in removed {
+        batch.delete(Cf::Utxo, outpoint_key(outpoint));
+        batch.delete(Cf::Address, address_coin_key(&coin.output.lock, outpoint));
+    }
+    for (outpoint, coin) in added {
+        let bytes = coin_bytes(coin);
+        batch.put(Cf::Utxo, outpoint_key(outpoint), &bytes);
+        batch.put(Cf::Address, address_coin_key(&coin.output.lock, outpoint), &bytes);
+    }
+    for (lock, txid) in touched_locks(block, spent) {
+        let key = address_history_key(lock, height, &txid);
+        match direction {
+            Direction::Connect => batch.put(Cf::Address, key, []),
+            Direction::Disconnect => batch.delete(Cf::Address, key),
+        }
+    }
 }
 
 /// Every (lock, txid) pair of the block: each output's lock, and each

@@ -18,7 +18,7 @@ use std::collections::{HashMap, HashSet};
 use crate::chain::{ParallelVerifier, PARALLEL_TRANSACTIONS};
 use cairn_consensus::check::{check_inputs, BlockContext, Coin, SignatureVerifier, UtxoView};
 use cairn_consensus::sighash::SignatureCheck;
-use cairn_consensus::{Block, OutPoint, Params, Transaction, TxError};
+use cairn_consensus::{Block, Height, OutPoint, Params, Transaction, TxError};
 use rayon::prelude::*;
 
 /// Signature checks found valid.
@@ -27,14 +27,14 @@ pub(crate) type Verified = HashSet<([u8; 32], [u8; 64], [u8; 32])>;
 /// Coins by outpoint.
 pub(crate) type Coins = HashMap<OutPoint, Coin>;
 
-/// The coins `block` creates, as they would be at `context.height`.
+/// The coins `block` creates, as they would be at `height`.
 #[must_use]
-pub(crate) fn created_coins(block: &Block, context: BlockContext) -> Coins {
+pub(crate) fn created_coins(block: &Block, height: Height) -> Coins {
     let mut created = Coins::with_capacity(block.transactions.iter().map(|tx| tx.outputs.len()).sum());
     for (index, tx) in block.transactions.iter().enumerate() {
         let txid = tx.txid();
         for (vout, output) in tx.outputs.iter().enumerate() {
-            let coin = Coin { output: output.clone(), height: context.height, is_coinbase: index == 0 };
+            let coin = Coin { output: output.clone(), height, is_coinbase: index == 0 };
             created.insert(OutPoint { txid, index: vout as u32 }, coin);
         }
     }
