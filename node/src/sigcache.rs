@@ -107,8 +107,12 @@ impl SignatureCache {
     /// Whether `check` was remembered as valid.
     #[must_use]
     pub fn contains(&self, check: &SignatureCheck) -> bool {
-        let entry = self.entry(check);
         let entries = self.entries.read().unwrap_or_else(PoisonError::into_inner);
+        // Empty while syncing (nothing in the mempool): no digest to pay for.
+        if entries.current.is_empty() && entries.previous.is_empty() {
+            return false;
+        }
+        let entry = self.entry(check);
         let found = entries.current.contains(&entry) || entries.previous.contains(&entry);
         if found {
             self.hits.fetch_add(1, Ordering::Relaxed);
