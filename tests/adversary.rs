@@ -408,8 +408,18 @@ fn an_adversarial_peer_is_refused_banned_and_never_relayed() {
     // And the victim still follows the honest chain.
     let next: Value = honest.rpc.ok("generatetoaddress", json!([1, address(1)]));
     wait_until(60, "the victim to take the honest block", || tip(&victim.rpc) == next[0]);
-    let peers = victim.rpc.ok("getpeerinfo", json!([]));
-    assert_eq!(peers.as_array().expect("peers").len(), 1, "only the honest peer is left: {peers}");
+    // A connection being torn down may still be listed for a moment on a
+    // loaded machine; what must hold is that only the honest peer stays.
+    let mut peers = Value::Null;
+    let settled = (0..100).any(|_| {
+        peers = victim.rpc.ok("getpeerinfo", json!([]));
+        let only_honest = peers.as_array().expect("peers").len() == 1;
+        if !only_honest {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        only_honest
+    });
+    assert!(settled, "only the honest peer is left (for 10 s): {peers}");
 
     // Bans outlive a restart.
     victim.stop();
