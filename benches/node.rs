@@ -159,6 +159,8 @@ struct Connected {
     cpu: Option<f64>,
     /// Resident memory at its highest while connecting (sampled every 8 calls).
     rss_peak: Option<u64>,
+    /// Microseconds per read of an unspent coin, and of a spent one, afterwards.
+    lookups: (f64, f64),
 }
 
 /// Connects `prefix` and then, timed, `body` into a fresh RocksDB chain
@@ -186,7 +188,29 @@ fn connect(prefix: &[Block], body: &[Block], run: usize) -> Connected {
     }
     let elapsed = started.elapsed().as_secs_f64();
     let cpu = cpu_before.zip(cpu_seconds()).map(|(before, after)| after - before);
-    Connected { elapsed, cpu, rss_peak: rss_peak.max(memory_kib("VmRSS:")) }
+    let rss_peak = rss_peak.max(memory_kib("VmRSS:"));
+    Connected { elapsed, cpu, rss_peak, lookups: coin_lookups(&chain, body) }
+}
+
+/// Microseconds per UTXO read after the connection, over coins of every
+/// age (each transaction's second output, never spent) and over spent
+/// ones (each first output but the last block's): what a block spending
+/// old coins, or an invalid one spending spent coins, pays per input.
+fn coin_lookups(chain: &Chain, body: &[Block]) -> (f64, f64) {
+    let outpoints = |index: u32, blocks: &[Block]| -> Vec<OutPoint> {
+        blocks
+            .iter()
+            .flat_map(|b| b.transactions[1..].iter().map(move |tx| OutPoint { txid: tx.txid(), index }))
+            .collect()
+    };
+    let time = |outpoints: &[OutPoint], present: bool| {
+        let started = Instant::now();
+        for outpoint in outpoints {
+            assert_eq!(chain.coin(outpoint).expect("read").is_some(), present);
+        }
+        started.elapsed().as_secs_f64() * 1e6 / outpoints.len().max(1) as f64
+    };
+    (time(&outpoints(1, body), true), time(&outpoints(0, &body[..body.len() - 1]), false))
 }
 
 /// A node on a RocksDB store in `dir`, at the end of `prefix`.
@@ -276,6 +300,10 @@ fn main() {
                 TXS_PER_BLOCK as f64 * rayon::current_num_threads() as f64 * 1e3 / raw
             );
         }
+        println!(
+            "    afterwards, a UTXO read takes {:.2} us for an unspent coin of any age, {:.2} us for a spent one",
+            measured.lookups.0, measured.lookups.1
+        );
         if let (Some(before), Some(peak)) = (rss_before, measured.rss_peak) {
             println!(
                 "    resident memory: {} MiB with the blocks built and held, at most {} MiB while connecting them",

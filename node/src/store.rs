@@ -211,6 +211,10 @@ impl std::fmt::Debug for RocksStore {
 }
 
 const META_FORMAT: &[u8] = b"format";
+
+/// The block cache shared by every column family (data, index and filter
+/// blocks).
+const BLOCK_CACHE_BYTES: usize = 32 << 20;
 const META_NETWORK: &[u8] = b"network";
 
 impl RocksStore {
@@ -228,8 +232,26 @@ impl RocksStore {
         // One memtable budget for all column families, so memory stays
         // bounded however many there are.
         options.set_db_write_buffer_size(64 << 20);
-        let cfs =
-            Cf::ALL.map(|cf| rocksdb::ColumnFamilyDescriptor::new(cf.name(), rocksdb::Options::default()));
+        // One block cache for all column families, holding the index and
+        // filter blocks too, so that their memory is bounded with it.
+        let cache = rocksdb::Cache::new_lru_cache(BLOCK_CACHE_BYTES);
+        let cfs = Cf::ALL.map(|cf| {
+            let mut table = rocksdb::BlockBasedOptions::default();
+            table.set_block_cache(&cache);
+            table.set_cache_index_and_filter_blocks(true);
+            table.set_pin_l0_filter_and_index_blocks_in_cache(true);
+            // Point reads (a coin, a block by hash) skip every table whose
+            // filter says the key is not there: a spent or missing coin
+            // costs no data-block search, an old one no search of the
+            // newer tables. The address index is read by prefix scans,
+            // which whole-key filters do not serve.
+            if cf != Cf::Address {
+                table.set_bloom_filter(10.0, false);
+            }
+            let mut cf_options = rocksdb::Options::default();
+            cf_options.set_block_based_table_factory(&table);
+            rocksdb::ColumnFamilyDescriptor::new(cf.name(), cf_options)
+        });
         let db = rocksdb::DB::open_cf_descriptors(&options, dir, cfs)?;
         let store = Self { db, path: dir.display().to_string() };
         match store.get(Cf::Meta, META_FORMAT)? {
