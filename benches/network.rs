@@ -7,7 +7,8 @@
 //!   light chain (a payment every fifth block) and a loaded one (20
 //!   payments in every block);
 //! - propagation: how long a block mined at one end of a line of four
-//!   nodes takes to be the tip at the other end.
+//!   nodes takes to be the tip at the other end: empty blocks, and blocks of
+//!   200 transactions already relayed, with the signature cache on and off.
 //!
 //! `cargo bench --bench network` (5,000 blocks); `-- --blocks N` for another
 //! length, `--per-block N` for the loaded chain's payments, `--only light`
@@ -198,4 +199,92 @@ fn main() {
         delays[delays.len() - 1],
         median(&hop)
     );
+    drop([first, second, _third, last]);
+
+    // Full blocks whose transactions crossed the line first, as on a live
+    // network: with the signature cache, and with it turned off.
+    let full_rounds = rounds.min(10);
+    println!(
+        "propagation of blocks of {FULL_BLOCK} transactions already relayed, across a line of 4 nodes ({full_rounds} blocks):"
+    );
+    for (how, extra) in
+        [("signature cache on", &[][..]), ("signature cache off", &["--sig-cache-entries", "0"][..])]
+    {
+        let mut delays = loaded_propagation(full_rounds, extra);
+        delays.sort_by(f64::total_cmp);
+        println!(
+            "  {how}: three hops median {:.1} ms, worst {:.1} ms",
+            median(&delays),
+            delays[delays.len() - 1]
+        );
+    }
+}
+
+/// Transactions in each block of the full-block propagation measurement.
+const FULL_BLOCK: u32 = 200;
+
+/// A line of four nodes started with `extra`; `rounds` times, sends
+/// `FULL_BLOCK` payments to the first node, waits until the last has them
+/// all in its mempool, mines them into a block at the first node and times
+/// the block until it is the last node's tip. Milliseconds, per round.
+fn loaded_propagation(rounds: u64, extra: &[&str]) -> Vec<f64> {
+    use cairn_consensus::sighash::sign_inputs;
+    use cairn_consensus::{Amount, Lock, OutPoint, Transaction, TxIn, TxOut};
+    let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().expect("tempdir")).collect();
+    let [first, _second, _third, last] = network::line_of_four_with(&dirs, extra);
+    first.rpc.ok("generatetoaddress", json!([101, address(1)]));
+    let key = network::keypair(1);
+    let lock = Lock::key(key.x_only_public_key().0.serialize());
+    let genesis = Params::for_network(Network::Regtest).genesis_hash;
+    let secp = secp256k1::Secp256k1::new();
+    let coinbase = network::block_at(&first.rpc, 1).transactions[0].clone();
+    let share =
+        Amount::from_base_units(coinbase.outputs[0].amount.to_base_units() / u64::from(FULL_BLOCK) - 1_000)
+            .expect("share");
+    let mut split = Transaction {
+        version: 1,
+        inputs: vec![TxIn::spending(OutPoint { txid: coinbase.txid(), index: 0 })],
+        outputs: vec![TxOut { amount: share, lock: lock.clone() }; FULL_BLOCK as usize],
+        lock_time: 0,
+    };
+    sign_inputs(&secp, &mut split, &[&coinbase.outputs[0]], genesis, &key, &[1; 32]);
+    network::send(&first.rpc, &split);
+    first.rpc.ok("generatetoaddress", json!([1, address(1)]));
+    let mut coins: Vec<(OutPoint, TxOut)> = (0..FULL_BLOCK)
+        .map(|i| (OutPoint { txid: split.txid(), index: i }, split.outputs[i as usize].clone()))
+        .collect();
+    network::wait_until(60, "the last node to follow", || tip(&last.rpc) == tip(&first.rpc));
+    let mut delays = Vec::new();
+    for _ in 0..rounds {
+        for (outpoint, output) in &mut coins {
+            let mut tx = Transaction {
+                version: 1,
+                inputs: vec![TxIn::spending(*outpoint)],
+                outputs: vec![TxOut {
+                    amount: Amount::from_base_units(output.amount.to_base_units() - 300).expect("amount"),
+                    lock: lock.clone(),
+                }],
+                lock_time: 0,
+            };
+            sign_inputs(&secp, &mut tx, &[&*output], genesis, &key, &[1; 32]);
+            network::send(&first.rpc, &tx);
+            *outpoint = OutPoint { txid: tx.txid(), index: 0 };
+            *output = tx.outputs[0].clone();
+        }
+        network::wait_until(60, "the payments to reach the last node", || {
+            last.rpc.ok("getmempoolinfo", json!([]))["size"] == json!(FULL_BLOCK)
+        });
+        let started = Instant::now();
+        let mined = first.rpc.ok("generatetoaddress", json!([1, address(1)]));
+        let submitted = started.elapsed();
+        while tip(&last.rpc) != mined[0] {
+            std::thread::sleep(Duration::from_micros(500));
+        }
+        delays.push((started.elapsed() - submitted).as_secs_f64() * 1e3);
+        let height = last.rpc.ok("getblockcount", json!([])).as_u64().expect("height");
+        let block = network::block_at(&last.rpc, height);
+        assert_eq!(block.transactions.len(), FULL_BLOCK as usize + 1, "the block carries every payment");
+        assert_eq!(last.rpc.ok("getmempoolinfo", json!([]))["size"], 0, "the block confirmed the mempool");
+    }
+    delays
 }

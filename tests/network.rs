@@ -76,19 +76,30 @@ fn in_mempool(rpc: &Rpc, txid: &Value) -> bool {
 
 /// Starts a node that dials only `connect` (no discovery).
 pub fn fixed(dir: &std::path::Path, connect: &[&str]) -> NodeProcess {
+    fixed_with(dir, connect, &[])
+}
+
+/// [`fixed`], with `extra` arguments.
+pub fn fixed_with(dir: &std::path::Path, connect: &[&str], extra: &[&str]) -> NodeProcess {
     let mut args = vec!["--no-discovery"];
     for address in connect {
         args.extend(["--connect", address]);
     }
+    args.extend(extra);
     NodeProcess::start(dir, &args)
 }
 
 /// Four nodes in `dirs`, each dialing only the one before it, connected.
 pub fn line_of_four(dirs: &[tempfile::TempDir]) -> [NodeProcess; 4] {
-    let a = fixed(dirs[0].path(), &[]);
-    let b = fixed(dirs[1].path(), &[&a.p2p_address()]);
-    let c = fixed(dirs[2].path(), &[&b.p2p_address()]);
-    let d = fixed(dirs[3].path(), &[&c.p2p_address()]);
+    line_of_four_with(dirs, &[])
+}
+
+/// [`line_of_four`], each node started with `extra` arguments.
+pub fn line_of_four_with(dirs: &[tempfile::TempDir], extra: &[&str]) -> [NodeProcess; 4] {
+    let a = fixed_with(dirs[0].path(), &[], extra);
+    let b = fixed_with(dirs[1].path(), &[&a.p2p_address()], extra);
+    let c = fixed_with(dirs[2].path(), &[&b.p2p_address()], extra);
+    let d = fixed_with(dirs[3].path(), &[&c.p2p_address()], extra);
     for (node, expected) in [&a, &b, &c, &d].iter().zip([1, 2, 2, 1]) {
         wait_until(30, "the line to connect", || peers(&node.rpc) == expected);
     }

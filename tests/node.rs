@@ -386,3 +386,27 @@ fn built_in_mining_runs_at_low_priority_and_ctrl_c_stops_cleanly() {
     assert!(height >= mined, "restart continues from the tip ({height} < {mined})");
     assert_eq!(digest(&node.rpc).1.as_str().expect("hash"), replayed_digest(&active_blocks(&node.rpc)));
 }
+
+#[test]
+fn with_the_signature_cache_off_mempool_transactions_still_confirm_and_a_bad_size_is_refused() {
+    use crate::network::{address, block_at, send, spend};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let refused = std::process::Command::new(crate::support::binary("cairn-node"))
+        .args(["--network", "regtest", "--datadir"])
+        .arg(dir.path())
+        .args(["--sig-cache-entries", "lots"])
+        .output()
+        .expect("running cairn-node");
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("--sig-cache-entries"), "the error names the option: {stderr}");
+
+    let node = NodeProcess::start(dir.path(), &["--sig-cache-entries", "0"]);
+    node.rpc.ok("generatetoaddress", json!([101, address(1)]));
+    let coinbase = block_at(&node.rpc, 1).transactions[0].clone();
+    let txid = send(&node.rpc, &spend(&coinbase, 0, 1, 2, 1_000));
+    let mined = node.rpc.ok("generatetoaddress", json!([1, address(1)]));
+    let block = node.rpc.ok("getblock", json!([mined[0], 1]));
+    assert!(block["tx"].as_array().expect("txids").contains(&txid), "{block}");
+    assert_eq!(node.rpc.ok("getmempoolinfo", json!([]))["size"], 0);
+}

@@ -66,6 +66,11 @@ struct Cli {
     /// Inbound peer connections, at most.
     #[arg(long, default_value_t = 64)]
     max_inbound: u32,
+    /// Signature checks remembered from the mempool, so that blocks of
+    /// transactions already seen connect without verifying them again
+    /// (about 70 bytes each; 0 turns the cache off).
+    #[arg(long, default_value_t = cairn_node::sigcache::DEFAULT_CAPACITY)]
+    sig_cache_entries: usize,
     /// Mine blocks.
     #[arg(long)]
     mine: bool,
@@ -156,6 +161,7 @@ fn run(cli: Cli) -> Result<()> {
     let store = RocksStore::open(&datadir.join("chain"), cli.network.name())
         .with_context(|| format!("opening the chain store in {}", datadir.display()))?;
     let node = Arc::new(Node::open(Arc::new(store), params.clone(), &datadir).context("loading the chain")?);
+    node.verifier().cache().set_capacity(cli.sig_cache_entries);
     {
         let state = node.state();
         tracing::info!(

@@ -15,7 +15,7 @@
 
 use std::collections::HashSet;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{PoisonError, RwLock};
 
 use cairn_consensus::sighash::SignatureCheck;
@@ -58,8 +58,8 @@ struct Generations {
 #[derive(Debug)]
 pub struct SignatureCache {
     salt: [u8; 32],
-    /// Entries per generation.
-    generation: usize,
+    /// Entries per generation; 0 when the cache is off.
+    generation: AtomicUsize,
     entries: RwLock<Generations>,
     hits: AtomicU64,
 }
@@ -71,8 +71,8 @@ impl Default for SignatureCache {
 }
 
 impl SignatureCache {
-    /// A cache of at most `capacity` entries (at least two), with a salt
-    /// of its own.
+    /// A cache of at most `capacity` entries (0: off, remembering nothing),
+    /// with a salt of its own.
     #[must_use]
     pub fn new(capacity: usize) -> Self {
         let mut salt = [0u8; 32];
@@ -88,7 +88,7 @@ impl SignatureCache {
         }
         Self {
             salt,
-            generation: (capacity / 2).max(1),
+            generation: AtomicUsize::new(capacity.div_ceil(2)),
             entries: RwLock::new(Generations::default()),
             hits: AtomicU64::new(0),
         }
@@ -122,13 +122,28 @@ impl SignatureCache {
 
     /// Remembers `checks`, which the caller has verified to be valid.
     pub fn insert<'a>(&self, checks: impl IntoIterator<Item = &'a SignatureCheck>) {
+        let generation = self.generation.load(Ordering::Relaxed);
+        if generation == 0 {
+            return;
+        }
         let new: Vec<Entry> = checks.into_iter().map(|check| self.entry(check)).collect();
         let mut entries = self.entries.write().unwrap_or_else(PoisonError::into_inner);
         for entry in new {
-            if entries.current.len() >= self.generation {
+            if entries.current.len() >= generation {
                 entries.previous = std::mem::take(&mut entries.current);
             }
             entries.current.insert(entry);
+        }
+    }
+
+    /// Holds at most `capacity` entries from now on (0: off), dropping what
+    /// no longer fits.
+    pub fn set_capacity(&self, capacity: usize) {
+        let generation = capacity.div_ceil(2);
+        let mut entries = self.entries.write().unwrap_or_else(PoisonError::into_inner);
+        self.generation.store(generation, Ordering::Relaxed);
+        if entries.current.len() + entries.previous.len() > capacity {
+            *entries = Generations::default();
         }
     }
 
@@ -188,6 +203,22 @@ mod tests {
         // The last generation's worth is always there; the oldest are gone.
         assert!((950..1_000).all(|n| cache.contains(&check(n))));
         assert!((0..800).all(|n| !cache.contains(&check(n))));
+    }
+
+    #[test]
+    fn a_cache_of_no_capacity_remembers_nothing() {
+        let cache = SignatureCache::new(0);
+        cache.insert([&check(1)]);
+        assert!(cache.is_empty() && !cache.contains(&check(1)));
+        let cache = SignatureCache::new(8);
+        cache.insert([&check(1), &check(2)]);
+        cache.set_capacity(0);
+        assert!(cache.is_empty());
+        cache.insert([&check(3)]);
+        assert!(!cache.contains(&check(3)) && !cache.contains(&check(1)));
+        cache.set_capacity(8);
+        cache.insert([&check(3)]);
+        assert!(cache.contains(&check(3)));
     }
 
     #[test]
