@@ -38,7 +38,9 @@ impl Hasher for EntryHasher {
         self.0
     }
     fn write(&mut self, bytes: &[u8]) {
-        // `[u8; 32]` hashes as one write of its 32 bytes.
+        // A `[u8; 32]` is written as its length, then its 32 bytes: the
+        // length folds in as a constant, the digest's first eight bytes
+        // make the hash.
         let mut first = [0u8; 8];
         let n = bytes.len().min(8);
         first[..n].copy_from_slice(&bytes[..n]);
