@@ -226,8 +226,8 @@ fn node_after(prefix: &[Block], dir: &std::path::Path) -> Node {
 /// Connects `body` one block per call through a node, as a block found or
 /// relayed at the tip is, each block's transactions first accepted into
 /// the mempool (untimed) when `mempool_first`. Returns the seconds spent
-/// connecting and the signature-cache hits.
-fn follow_tip(prefix: &[Block], body: &[Block], mempool_first: bool) -> (f64, u64) {
+/// connecting and the cache's signature and transaction hits.
+fn follow_tip(prefix: &[Block], body: &[Block], mempool_first: bool) -> (f64, u64, u64) {
     let dir = tempfile::tempdir().expect("tempdir");
     let node = node_after(prefix, dir.path());
     let mut elapsed = 0.0;
@@ -243,8 +243,8 @@ fn follow_tip(prefix: &[Block], body: &[Block], mempool_first: bool) -> (f64, u6
         assert!(results.iter().all(|(_, r)| r.is_ok()), "valid");
     }
     assert_eq!(node.state().mempool.len(), 0, "the blocks confirmed the mempool");
-    let hits = node.state().chain.signature_cache().hits();
-    (elapsed, hits)
+    let cache = std::sync::Arc::clone(node.state().chain.signature_cache());
+    (elapsed, cache.hits(), cache.transaction_hits())
 }
 
 fn post(addr: std::net::SocketAddr, auth: &str, body: &str) -> String {
@@ -316,16 +316,16 @@ fn main() {
     // Following the tip through the node: blocks whose transactions the
     // mempool verified first, against the same blocks arriving unseen.
     let tip_blocks = &body[..body.len().min(100)];
-    let (cold, _) = follow_tip(&prefix, tip_blocks, false);
-    let (warm, hits) = follow_tip(&prefix, tip_blocks, true);
+    let (cold, _, _) = follow_tip(&prefix, tip_blocks, false);
+    let (warm, hits, tx_hits) = follow_tip(&prefix, tip_blocks, true);
     let per_block = |seconds: f64| seconds * 1e3 / tip_blocks.len() as f64;
     println!(
-        "following the tip through the node, {} blocks one at a time: {:.2} ms per block unseen; {:.2} ms with their transactions in the mempool first ({:.1}x faster; {hits} of {} signatures found in the signature cache)",
+        "following the tip through the node, {} blocks one at a time: {:.2} ms per block unseen; {:.2} ms with their transactions in the mempool first ({:.1}x faster; {hits} of {n} signatures and {tx_hits} of {n} transactions found in the cache)",
         tip_blocks.len(),
         per_block(cold),
         per_block(warm),
         cold / warm,
-        tip_blocks.len() * TXS_PER_BLOCK
+        n = tip_blocks.len() * TXS_PER_BLOCK
     );
 
     // Mempool acceptance: a fresh node at the end of the prefix, the first

@@ -51,8 +51,8 @@ impl UtxoView for HashMap<OutPoint, Coin> {
 /// Runs signature checks; returns the position of the first that fails.
 ///
 /// It also runs [`check_block_with`]'s per-transaction checks, whose
-/// output-key checks cost a square root each: a verifier that spreads work
-/// over cores spreads those too.
+/// output-key checks cost a Legendre symbol each: a verifier that spreads
+/// work over cores spreads those too.
 pub trait SignatureVerifier {
     /// `None` when all verify, else the index into `checks` of one that fails.
     fn first_failure(&self, checks: &[SignatureCheck]) -> Option<usize>;
@@ -61,6 +61,14 @@ pub trait SignatureVerifier {
     /// the lowest index that fails and its error.
     fn first_invalid_transaction(&self, txs: &[Transaction]) -> Option<(usize, TxError)> {
         txs.iter().enumerate().find_map(|(index, tx)| check_transaction(tx).err().map(|error| (index, error)))
+    }
+
+    /// Told that `tx`, whose signature checks are `checks`, passed every
+    /// check and was accepted (into a mempool), so that a verifier that
+    /// caches results may remember them for when `tx` comes in a block.
+    /// Does nothing by default.
+    fn remember(&self, tx: &Transaction, checks: &[SignatureCheck]) {
+        let _ = (tx, checks);
     }
 }
 

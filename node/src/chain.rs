@@ -125,9 +125,10 @@ pub struct AddressDelta {
 /// checks (a few microseconds each).
 pub(crate) const PARALLEL_TRANSACTIONS: usize = 16;
 
-/// Checks signatures on all cores, skipping those the signature cache
-/// holds; a remembering verifier (the mempool's) adds to the cache the
-/// checks it finds valid.
+/// Checks signatures and transactions' context-free rules on all cores,
+/// skipping those the signature cache holds; a remembering verifier (the
+/// mempool's) adds to the cache the transactions the mempool accepts, with
+/// their signatures.
 #[derive(Debug)]
 pub struct ParallelVerifier {
     secp: Secp256k1<VerifyOnly>,
@@ -143,8 +144,8 @@ impl Default for ParallelVerifier {
 }
 
 impl ParallelVerifier {
-    /// A verifier that looks signatures up in `cache` first and, when
-    /// `remember`, adds the transactions' checks it finds valid.
+    /// A verifier that looks signatures and transactions up in `cache`
+    /// first and, when `remember`, adds those it is told were accepted.
     #[must_use]
     pub fn new(cache: Arc<SignatureCache>, remember: bool) -> Self {
         Self { secp: Secp256k1::verification_only(), cache, remember }
@@ -171,20 +172,30 @@ impl SignatureVerifier for ParallelVerifier {
         } else {
             checks.par_iter().with_min_len(8).position_any(|check| !self.is_valid(check))
         };
-        if failure.is_none() && self.remember {
-            self.cache.insert(checks);
-        }
         failure
     }
 
     fn first_invalid_transaction(&self, txs: &[Transaction]) -> Option<(usize, TxError)> {
-        let check =
-            |(index, tx): (usize, &Transaction)| check_transaction(tx).err().map(|error| (index, error));
+        let check = |(index, tx): (usize, &Transaction)| {
+            if self.cache.contains_transaction(tx) {
+                return None;
+            }
+            check_transaction(tx).err().map(|error| (index, error))
+        };
         // A few microseconds each: a handful stays on this thread.
-        if txs.len() < PARALLEL_TRANSACTIONS {
-            return txs.iter().enumerate().find_map(check);
+        let failure = if txs.len() < PARALLEL_TRANSACTIONS {
+            txs.iter().enumerate().find_map(check)
+        } else {
+            txs.par_iter().with_min_len(8).enumerate().filter_map(check).min_by_key(|(index, _)| *index)
+        };
+        failure
+    }
+
+    fn remember(&self, tx: &Transaction, checks: &[SignatureCheck]) {
+        if self.remember {
+            self.cache.insert(checks);
+            self.cache.insert_transactions([tx]);
         }
-        txs.par_iter().with_min_len(8).enumerate().filter_map(check).min_by_key(|(index, _)| *index)
     }
 }
 

@@ -66,8 +66,9 @@ struct Cli {
     /// Inbound peer connections, at most.
     #[arg(long, default_value_t = 64)]
     max_inbound: u32,
-    /// Signature checks remembered from the mempool, so that blocks of
-    /// transactions already seen connect without verifying them again
+    /// Checks remembered from the mempool (each accepted transaction's
+    /// signatures and its context-free pass), so that blocks of
+    /// transactions already seen connect without checking them again
     /// (about 70 bytes each; 0 turns the cache off).
     #[arg(long, default_value_t = cairn_node::sigcache::DEFAULT_CAPACITY)]
     sig_cache_entries: usize,

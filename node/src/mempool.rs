@@ -11,7 +11,8 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 
-use cairn_consensus::check::{check_inputs, check_transaction, Coin, SignatureVerifier};
+use cairn_consensus::check::{check_inputs, Coin, SignatureVerifier};
+use cairn_consensus::sighash::SignatureCheck;
 use cairn_consensus::{Amount, Block, Height, OutPoint, Transaction, TxError, Txid};
 
 use crate::chain::{Chain, ChainError};
@@ -83,6 +84,15 @@ pub enum MempoolError {
     /// The chain could not be read.
     #[error("{0}")]
     Chain(#[from] ChainError),
+}
+
+/// What [`Mempool::check`] found of a transaction it would take.
+struct Checked {
+    fee: Amount,
+    /// The pool transactions it replaces, with their descendants.
+    replaced: Vec<Txid>,
+    /// Its signature checks, all valid.
+    signatures: Vec<SignatureCheck>,
 }
 
 /// A transaction in the pool.
@@ -264,18 +274,21 @@ impl Mempool {
         chain: &Chain,
         verifier: &impl SignatureVerifier,
     ) -> Result<(Amount, Vec<Txid>), MempoolError> {
-        self.check(tx, chain, verifier)
+        self.check(tx, chain, verifier).map(|checked| (checked.fee, checked.replaced))
     }
 
-    /// The checks: consensus, then policy. Returns the fee and the pool
-    /// transactions a replacement evicts.
+    /// The checks: consensus and policy, the signatures last (the costly
+    /// part, paid only for a transaction that would otherwise be taken).
     fn check(
         &self,
         tx: &Transaction,
         chain: &Chain,
         verifier: &impl SignatureVerifier,
-    ) -> Result<(Amount, Vec<Txid>), MempoolError> {
-        check_transaction(tx)?;
+    ) -> Result<Checked, MempoolError> {
+        // The block path's context-free check, through the verifier.
+        if let Some((_, error)) = verifier.first_invalid_transaction(std::slice::from_ref(tx)) {
+            return Err(error.into());
+        }
         if tx.is_coinbase() {
             return Err(MempoolError::Coinbase);
         }
@@ -312,9 +325,6 @@ impl Mempool {
         }
         let height = chain.height().next();
         let checked = check_inputs(tx, &coins, height, chain.median_time_past(), chain.params())?;
-        if let Some(index) = verifier.first_failure(&checked.signatures) {
-            return Err(TxError::BadSignature { input: checked.signatures[index].input }.into());
-        }
         let fee = checked.fee;
         let rate = fee.to_base_units() / size as u64;
         let min = self.min_fee_rate();
@@ -345,7 +355,10 @@ impl Mempool {
             }
             replaced.extend(all);
         }
-        Ok((fee, replaced))
+        if let Some(index) = verifier.first_failure(&checked.signatures) {
+            return Err(TxError::BadSignature { input: checked.signatures[index].input }.into());
+        }
+        Ok(Checked { fee, replaced, signatures: checked.signatures })
     }
 
     fn accept_one(
@@ -356,7 +369,7 @@ impl Mempool {
         now: u64,
         keep_orphan: bool,
     ) -> Result<Txid, MempoolError> {
-        let (fee, replaced) = match self.check(&tx, chain, verifier) {
+        let Checked { fee, replaced, signatures } = match self.check(&tx, chain, verifier) {
             Ok(checked) => checked,
             Err(MempoolError::MissingInputs(outpoint)) => {
                 if keep_orphan {
@@ -373,9 +386,11 @@ impl Mempool {
         let entry = Entry { size: tx.size(), fee, tx, time: now, height: chain.height() };
         self.insert(txid, entry);
         self.trim();
-        if !self.entries.contains_key(&txid) {
+        let Some(entry) = self.entries.get(&txid) else {
             return Err(MempoolError::Full);
-        }
+        };
+        // What the mempool holds is what blocks will carry: checked once.
+        verifier.remember(&entry.tx, &signatures);
         Ok(txid)
     }
 

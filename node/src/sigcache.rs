@@ -1,17 +1,22 @@
-//! Signatures already found valid, so that a block's transactions that
-//! went through the mempool first are not verified a second time when the
-//! block connects (Bitcoin Core's signature cache, in a simpler form).
+//! Checks already passed, so that a block's transactions that went through
+//! the mempool first are not checked a second time when the block connects
+//! (Bitcoin Core's signature cache, in a simpler form): signatures found
+//! valid, and transactions that passed the context-free checks.
 //!
 //! Whether a signature is valid is a pure function of (message, signature,
-//! key), so remembering the answer changes no verdict. Only valid checks
-//! are remembered; an entry is a salted SHA-256 of the three, 32 bytes, so
-//! the cache's memory is fixed by its capacity and nobody outside the
-//! process can aim collisions at it.
+//! key), and whether a transaction passes [`check_transaction`] a pure
+//! function of its bytes, which its wtxid commits to; so remembering the
+//! answer changes no verdict. Only passes are remembered; an entry is a
+//! salted SHA-256 of what it vouches for (tagged by kind), 32 bytes, so the
+//! cache's memory is fixed by its capacity and nobody outside the process
+//! can aim collisions at it.
 //!
-//! The mempool remembers what it verifies; block connection only looks up
+//! The mempool remembers what it checks; block connection only looks up
 //! (a block's signatures are not checked again unless it is disconnected
 //! and connected again). Entries age out in two generations: new ones go to
 //! the current one, and when it is full the previous one is dropped.
+//!
+//! [`check_transaction`]: cairn_consensus::check::check_transaction
 
 use std::collections::HashSet;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -19,6 +24,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{PoisonError, RwLock};
 
 use cairn_consensus::sighash::SignatureCheck;
+use cairn_consensus::Transaction;
 use sha2::{Digest, Sha256};
 
 /// Entries the cache holds at most by default: two generations of 65,536
@@ -28,6 +34,14 @@ pub const DEFAULT_CAPACITY: usize = 1 << 17;
 /// A salted digest: already uniformly distributed, so its first eight bytes
 /// serve as the hash table's hash.
 type Entry = [u8; 32];
+
+/// What an entry vouches for: its first hashed byte after the salt, so the
+/// two kinds never share an entry.
+#[derive(Clone, Copy)]
+enum Kind {
+    Signature = 0,
+    Transaction = 1,
+}
 
 /// Hashes an [`Entry`] by taking its first eight bytes.
 #[derive(Default)]
@@ -56,7 +70,8 @@ struct Generations {
     previous: Entries,
 }
 
-/// Signature checks found valid, bounded in size. Shared between threads.
+/// Signature checks found valid and transactions found to pass the
+/// context-free checks, bounded in size. Shared between threads.
 #[derive(Debug)]
 pub struct SignatureCache {
     salt: [u8; 32],
@@ -64,6 +79,7 @@ pub struct SignatureCache {
     generation: AtomicUsize,
     entries: RwLock<Generations>,
     hits: AtomicU64,
+    transaction_hits: AtomicU64,
 }
 
 impl Default for SignatureCache {
@@ -93,12 +109,15 @@ impl SignatureCache {
             generation: AtomicUsize::new(capacity.div_ceil(2)),
             entries: RwLock::new(Generations::default()),
             hits: AtomicU64::new(0),
+            transaction_hits: AtomicU64::new(0),
         }
     }
 
+    /// The entry that vouches for `check`.
     fn entry(&self, check: &SignatureCheck) -> Entry {
         Sha256::new()
             .chain_update(self.salt)
+            .chain_update([Kind::Signature as u8])
             .chain_update(check.message)
             .chain_update(check.signature)
             .chain_update(check.key)
@@ -106,29 +125,37 @@ impl SignatureCache {
             .into()
     }
 
-    /// Whether `check` was remembered as valid.
-    #[must_use]
-    pub fn contains(&self, check: &SignatureCheck) -> bool {
+    /// The entry that vouches for `tx` passing the context-free checks.
+    fn transaction_entry(&self, tx: &Transaction) -> Entry {
+        Sha256::new()
+            .chain_update(self.salt)
+            .chain_update([Kind::Transaction as u8])
+            .chain_update(tx.wtxid().to_byte_array())
+            .finalize()
+            .into()
+    }
+
+    /// Whether the entry `entry` makes is held; nothing is computed when
+    /// the cache is empty (while syncing, with nothing in the mempool).
+    fn holds(&self, entry: impl FnOnce() -> Entry, hits: &AtomicU64) -> bool {
         let entries = self.entries.read().unwrap_or_else(PoisonError::into_inner);
-        // Empty while syncing (nothing in the mempool): no digest to pay for.
         if entries.current.is_empty() && entries.previous.is_empty() {
             return false;
         }
-        let entry = self.entry(check);
+        let entry = entry();
         let found = entries.current.contains(&entry) || entries.previous.contains(&entry);
         if found {
-            self.hits.fetch_add(1, Ordering::Relaxed);
+            hits.fetch_add(1, Ordering::Relaxed);
         }
         found
     }
 
-    /// Remembers `checks`, which the caller has verified to be valid.
-    pub fn insert<'a>(&self, checks: impl IntoIterator<Item = &'a SignatureCheck>) {
+    fn insert_entries(&self, new: impl Iterator<Item = Entry>) {
         let generation = self.generation.load(Ordering::Relaxed);
         if generation == 0 {
             return;
         }
-        let new: Vec<Entry> = checks.into_iter().map(|check| self.entry(check)).collect();
+        let new: Vec<Entry> = new.collect();
         let mut entries = self.entries.write().unwrap_or_else(PoisonError::into_inner);
         for entry in new {
             if entries.current.len() >= generation {
@@ -136,6 +163,28 @@ impl SignatureCache {
             }
             entries.current.insert(entry);
         }
+    }
+
+    /// Whether `check` was remembered as valid.
+    #[must_use]
+    pub fn contains(&self, check: &SignatureCheck) -> bool {
+        self.holds(|| self.entry(check), &self.hits)
+    }
+
+    /// Remembers `checks`, which the caller has verified to be valid.
+    pub fn insert<'a>(&self, checks: impl IntoIterator<Item = &'a SignatureCheck>) {
+        self.insert_entries(checks.into_iter().map(|check| self.entry(check)));
+    }
+
+    /// Whether `tx` was remembered as passing the context-free checks.
+    #[must_use]
+    pub fn contains_transaction(&self, tx: &Transaction) -> bool {
+        self.holds(|| self.transaction_entry(tx), &self.transaction_hits)
+    }
+
+    /// Remembers `txs`, which the caller has seen pass the context-free checks.
+    pub fn insert_transactions<'a>(&self, txs: impl IntoIterator<Item = &'a Transaction>) {
+        self.insert_entries(txs.into_iter().map(|tx| self.transaction_entry(tx)));
     }
 
     /// Holds at most `capacity` entries from now on (0: off), dropping what
@@ -162,10 +211,16 @@ impl SignatureCache {
         self.len() == 0
     }
 
-    /// Lookups that found their check, since the start.
+    /// Signature lookups that found their check, since the start.
     #[must_use]
     pub fn hits(&self) -> u64 {
         self.hits.load(Ordering::Relaxed)
+    }
+
+    /// Transaction lookups that found their transaction, since the start.
+    #[must_use]
+    pub fn transaction_hits(&self) -> u64 {
+        self.transaction_hits.load(Ordering::Relaxed)
     }
 }
 
@@ -221,6 +276,31 @@ mod tests {
         cache.set_capacity(8);
         cache.insert([&check(3)]);
         assert!(cache.contains(&check(3)));
+    }
+
+    #[test]
+    fn a_transaction_is_remembered_by_every_byte_witness_included() {
+        use cairn_consensus::{Amount, Lock, OutPoint, TxIn, TxOut, Txid};
+        let mut tx = Transaction {
+            version: 1,
+            inputs: vec![TxIn::spending(OutPoint { txid: Txid::from_byte_array([1; 32]), index: 0 })],
+            outputs: vec![TxOut {
+                amount: Amount::from_base_units(5).expect("amount"),
+                lock: Lock::key([2; 32]),
+            }],
+            lock_time: 0,
+        };
+        tx.inputs[0].witness = vec![vec![3; 64]];
+        let cache = SignatureCache::new(16);
+        cache.insert_transactions([&tx]);
+        assert!(cache.contains_transaction(&tx));
+        let mut other = tx.clone();
+        other.inputs[0].witness[0][63] ^= 1;
+        assert_eq!(other.txid(), tx.txid());
+        assert!(!cache.contains_transaction(&other), "a different witness is another transaction");
+        // A transaction entry never answers for a signature check, nor the reverse.
+        assert!(!cache.contains(&check(1)));
+        assert_eq!((cache.hits(), cache.transaction_hits()), (0, 1));
     }
 
     #[test]

@@ -400,7 +400,7 @@ fn prepared_connection_still_refuses_bad_signatures_and_double_spends() {
 }
 
 #[test]
-fn signatures_the_mempool_verified_are_not_verified_again_and_vouch_for_nothing_else() {
+fn transactions_the_mempool_accepted_are_not_checked_again_and_vouch_for_nothing_else() {
     use crate::chain::ParallelVerifier;
     let key = keypair(17);
     let (mut chain, coins) = chain_with_coins(&key, 4);
@@ -413,17 +413,29 @@ fn signatures_the_mempool_verified_are_not_verified_again_and_vouch_for_nothing_
     for tx in &txs {
         pool.accept(tx.clone(), &chain, &verifier, NOW).expect("accepted");
     }
-    assert_eq!((cache.len(), cache.hits()), (3, 0));
+    // Each accepted transaction: its signature, and its context-free pass.
+    assert_eq!((cache.len(), cache.hits()), (6, 0));
+    // Refused transactions leave nothing: one spending a coin that does not
+    // exist (kept as an orphan), one paying too little for its size.
+    let missing = OutPoint { txid: txs[0].txid(), index: 7 };
+    let orphan = spend(&chain, missing, coins[3].1, &key, &to, 500);
+    assert!(matches!(pool.accept(orphan, &chain, &verifier, NOW), Err(MempoolError::MissingInputs(_))));
+    let mut stingy = spend(&chain, coins[3].0, coins[3].1, &key, &to, 0);
+    // Policy comes before the costly signatures: a bad signature on a
+    // transaction refused for its fee is never verified.
+    stingy.inputs[0].witness[0][0] ^= 1;
+    assert!(matches!(pool.accept(stingy, &chain, &verifier, NOW), Err(MempoolError::FeeTooLow { .. })));
+    assert_eq!(cache.len(), 6);
 
     // A remembered signature under another message (a higher fee): refused,
-    // and nothing was found in the cache.
+    // and neither it nor the changed transaction was found in the cache.
     let mut forged = txs[0].clone();
     forged.outputs[0].amount =
         forged.outputs[0].amount.checked_sub(Amount::from_base_units(1).expect("1")).expect("value");
     let block = mine(&chain, &key, vec![forged], Amount::from_base_units(501).expect("fee"), NOW + 300);
     let err = chain.submit_block(block, NOW).expect_err("signature of another message");
     assert!(err.to_string().contains("signature does not verify"), "{err}");
-    assert_eq!(cache.hits(), 0);
+    assert_eq!((cache.hits(), cache.transaction_hits()), (0, 0));
 
     // The mempool's transactions connect, each signature found once in the
     // cache; a transaction the mempool never saw is verified and, checked
@@ -433,7 +445,7 @@ fn signatures_the_mempool_verified_are_not_verified_again_and_vouch_for_nothing_
     block_txs.push(unseen);
     let block = mine(&chain, &key, block_txs, Amount::from_base_units(2_000).expect("fee"), NOW + 301);
     assert_eq!(chain.submit_block(block, NOW).expect("valid").0, Accepted::Activated);
-    assert_eq!((cache.len(), cache.hits()), (3, 3));
+    assert_eq!((cache.len(), cache.hits(), cache.transaction_hits()), (6, 3, 3));
 
     // A node's mempool fills the cache its chain looks signatures up in.
     let node = crate::node::Node::open(
