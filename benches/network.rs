@@ -39,36 +39,61 @@ fn arg(name: &str, default: u64) -> u64 {
     std::env::args().skip_while(|a| a != name).nth(1).map_or(default, |v| v.parse().expect("a number"))
 }
 
-/// Builds a chain on `rpc` where every block after the first 102 carries
-/// `per_block` one-in-one-out payments: block 102 splits a mature coinbase
-/// into `per_block` coins, and each later block spends the coins the one
-/// before it made.
-fn mine_loaded(rpc: &support::Rpc, blocks: u64, per_block: u32) {
-    use cairn_consensus::sighash::sign_inputs;
-    use cairn_consensus::{Amount, Encode, Lock, OutPoint, Transaction, TxIn, TxOut};
-    rpc.ok("generatetoaddress", json!([101, address(1)]));
-    let key = network::keypair(1);
-    let lock = Lock::key(key.x_only_public_key().0.serialize());
-    let genesis = Params::for_network(Network::Regtest).genesis_hash;
-    let secp = secp256k1::Secp256k1::new();
-    let coinbase = network::block_at(rpc, 1).transactions[0].clone();
-    let share =
-        Amount::from_base_units(coinbase.outputs[0].amount.to_base_units() / u64::from(per_block) - 1_000)
-            .expect("share");
-    let mut split = Transaction {
-        version: 1,
-        inputs: vec![TxIn::spending(OutPoint { txid: coinbase.txid(), index: 0 })],
-        outputs: vec![TxOut { amount: share, lock: lock.clone() }; per_block as usize],
-        lock_time: 0,
-    };
-    sign_inputs(&secp, &mut split, &[&coinbase.outputs[0]], genesis, &key, &[1; 32]);
-    network::send(rpc, &split);
-    rpc.ok("generatetoaddress", json!([1, address(1)]));
-    let mut coins: Vec<(OutPoint, TxOut)> = (0..per_block)
-        .map(|i| (OutPoint { txid: split.txid(), index: i }, split.outputs[i as usize].clone()))
-        .collect();
-    for _ in 102..blocks {
-        for (outpoint, output) in &mut coins {
+/// Coins of one key that pay themselves on, one one-in-one-out payment each
+/// per round.
+struct Payer {
+    key: secp256k1::Keypair,
+    coins: Vec<(cairn_consensus::OutPoint, cairn_consensus::TxOut)>,
+}
+
+impl Payer {
+    /// Mines 101 blocks on `rpc` and then one that splits the first
+    /// coinbase into `count` coins.
+    fn split(rpc: &support::Rpc, count: u32) -> Self {
+        use cairn_consensus::{Amount, OutPoint, Transaction, TxIn, TxOut};
+        rpc.ok("generatetoaddress", json!([101, address(1)]));
+        let key = network::keypair(1);
+        let coinbase = network::block_at(rpc, 1).transactions[0].clone();
+        let share =
+            Amount::from_base_units(coinbase.outputs[0].amount.to_base_units() / u64::from(count) - 1_000)
+                .expect("share");
+        let mut split = Transaction {
+            version: 1,
+            inputs: vec![TxIn::spending(OutPoint { txid: coinbase.txid(), index: 0 })],
+            outputs: vec![TxOut { amount: share, lock: Self::lock(&key) }; count as usize],
+            lock_time: 0,
+        };
+        Self::sign(&key, &mut split, &coinbase.outputs[0]);
+        network::send(rpc, &split);
+        rpc.ok("generatetoaddress", json!([1, address(1)]));
+        let coins = (0..count)
+            .map(|i| (OutPoint { txid: split.txid(), index: i }, split.outputs[i as usize].clone()))
+            .collect();
+        Self { key, coins }
+    }
+
+    fn lock(key: &secp256k1::Keypair) -> cairn_consensus::Lock {
+        cairn_consensus::Lock::key(key.x_only_public_key().0.serialize())
+    }
+
+    fn sign(key: &secp256k1::Keypair, tx: &mut cairn_consensus::Transaction, spent: &cairn_consensus::TxOut) {
+        let genesis = Params::for_network(Network::Regtest).genesis_hash;
+        cairn_consensus::sighash::sign_inputs(
+            &secp256k1::Secp256k1::new(),
+            tx,
+            &[spent],
+            genesis,
+            key,
+            &[1; 32],
+        );
+    }
+
+    /// Sends `rpc` one payment per coin, each paying 300 units of fee to
+    /// the key itself, and keeps the new coins.
+    fn pay_round(&mut self, rpc: &support::Rpc) {
+        use cairn_consensus::{Amount, OutPoint, Transaction, TxIn, TxOut};
+        let lock = Self::lock(&self.key);
+        for (outpoint, output) in &mut self.coins {
             let mut tx = Transaction {
                 version: 1,
                 inputs: vec![TxIn::spending(*outpoint)],
@@ -78,11 +103,22 @@ fn mine_loaded(rpc: &support::Rpc, blocks: u64, per_block: u32) {
                 }],
                 lock_time: 0,
             };
-            sign_inputs(&secp, &mut tx, &[&*output], genesis, &key, &[1; 32]);
-            rpc.ok("sendrawtransaction", json!([hex::encode(tx.encode())]));
+            Self::sign(&self.key, &mut tx, output);
+            network::send(rpc, &tx);
             *outpoint = OutPoint { txid: tx.txid(), index: 0 };
             *output = tx.outputs[0].clone();
         }
+    }
+}
+
+/// Builds a chain on `rpc` where every block after the first 102 carries
+/// `per_block` one-in-one-out payments: block 102 splits a mature coinbase
+/// into `per_block` coins, and each later block spends the coins the one
+/// before it made.
+fn mine_loaded(rpc: &support::Rpc, blocks: u64, per_block: u32) {
+    let mut payer = Payer::split(rpc, per_block);
+    for _ in 102..blocks {
+        payer.pay_round(rpc);
         rpc.ok("generatetoaddress", json!([1, address(1)]));
     }
 }
@@ -177,17 +213,9 @@ fn main() {
     let mut delays = Vec::new();
     let mut hop = Vec::new();
     for _ in 0..rounds {
-        let started = Instant::now();
-        let mined = first.rpc.ok("generatetoaddress", json!([1, address(1)]));
-        let submitted = started.elapsed();
-        while tip(&second.rpc) != mined[0] {
-            std::thread::sleep(Duration::from_micros(500));
-        }
-        hop.push((started.elapsed() - submitted).as_secs_f64() * 1e3);
-        while tip(&last.rpc) != mined[0] {
-            std::thread::sleep(Duration::from_micros(500));
-        }
-        delays.push((started.elapsed() - submitted).as_secs_f64() * 1e3);
+        let (mined, at) = mine_one(&first.rpc);
+        hop.push(ms_until_tip(&second.rpc, &mined, at));
+        delays.push(ms_until_tip(&last.rpc, &mined, at));
     }
     delays.sort_by(f64::total_cmp);
     hop.sort_by(f64::total_cmp);
@@ -220,6 +248,20 @@ fn main() {
     }
 }
 
+/// Mines a block at `miner`; returns its hash and when the miner had it.
+fn mine_one(miner: &support::Rpc) -> (serde_json::Value, Instant) {
+    let mined = miner.ok("generatetoaddress", json!([1, address(1)]));
+    (mined[0].clone(), Instant::now())
+}
+
+/// Milliseconds from `since` until `node`'s tip is `hash`.
+fn ms_until_tip(node: &support::Rpc, hash: &serde_json::Value, since: Instant) -> f64 {
+    while tip(node) != *hash {
+        std::thread::sleep(Duration::from_micros(500));
+    }
+    since.elapsed().as_secs_f64() * 1e3
+}
+
 /// Transactions in each block of the full-block propagation measurement.
 const FULL_BLOCK: u32 = 200;
 
@@ -228,59 +270,18 @@ const FULL_BLOCK: u32 = 200;
 /// all in its mempool, mines them into a block at the first node and times
 /// the block until it is the last node's tip. Milliseconds, per round.
 fn loaded_propagation(rounds: u64, extra: &[&str]) -> Vec<f64> {
-    use cairn_consensus::sighash::sign_inputs;
-    use cairn_consensus::{Amount, Lock, OutPoint, Transaction, TxIn, TxOut};
     let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().expect("tempdir")).collect();
     let [first, _second, _third, last] = network::line_of_four_with(&dirs, extra);
-    first.rpc.ok("generatetoaddress", json!([101, address(1)]));
-    let key = network::keypair(1);
-    let lock = Lock::key(key.x_only_public_key().0.serialize());
-    let genesis = Params::for_network(Network::Regtest).genesis_hash;
-    let secp = secp256k1::Secp256k1::new();
-    let coinbase = network::block_at(&first.rpc, 1).transactions[0].clone();
-    let share =
-        Amount::from_base_units(coinbase.outputs[0].amount.to_base_units() / u64::from(FULL_BLOCK) - 1_000)
-            .expect("share");
-    let mut split = Transaction {
-        version: 1,
-        inputs: vec![TxIn::spending(OutPoint { txid: coinbase.txid(), index: 0 })],
-        outputs: vec![TxOut { amount: share, lock: lock.clone() }; FULL_BLOCK as usize],
-        lock_time: 0,
-    };
-    sign_inputs(&secp, &mut split, &[&coinbase.outputs[0]], genesis, &key, &[1; 32]);
-    network::send(&first.rpc, &split);
-    first.rpc.ok("generatetoaddress", json!([1, address(1)]));
-    let mut coins: Vec<(OutPoint, TxOut)> = (0..FULL_BLOCK)
-        .map(|i| (OutPoint { txid: split.txid(), index: i }, split.outputs[i as usize].clone()))
-        .collect();
+    let mut payer = Payer::split(&first.rpc, FULL_BLOCK);
     network::wait_until(60, "the last node to follow", || tip(&last.rpc) == tip(&first.rpc));
     let mut delays = Vec::new();
     for _ in 0..rounds {
-        for (outpoint, output) in &mut coins {
-            let mut tx = Transaction {
-                version: 1,
-                inputs: vec![TxIn::spending(*outpoint)],
-                outputs: vec![TxOut {
-                    amount: Amount::from_base_units(output.amount.to_base_units() - 300).expect("amount"),
-                    lock: lock.clone(),
-                }],
-                lock_time: 0,
-            };
-            sign_inputs(&secp, &mut tx, &[&*output], genesis, &key, &[1; 32]);
-            network::send(&first.rpc, &tx);
-            *outpoint = OutPoint { txid: tx.txid(), index: 0 };
-            *output = tx.outputs[0].clone();
-        }
+        payer.pay_round(&first.rpc);
         network::wait_until(60, "the payments to reach the last node", || {
             last.rpc.ok("getmempoolinfo", json!([]))["size"] == json!(FULL_BLOCK)
         });
-        let started = Instant::now();
-        let mined = first.rpc.ok("generatetoaddress", json!([1, address(1)]));
-        let submitted = started.elapsed();
-        while tip(&last.rpc) != mined[0] {
-            std::thread::sleep(Duration::from_micros(500));
-        }
-        delays.push((started.elapsed() - submitted).as_secs_f64() * 1e3);
+        let (mined, at) = mine_one(&first.rpc);
+        delays.push(ms_until_tip(&last.rpc, &mined, at));
         let height = last.rpc.ok("getblockcount", json!([])).as_u64().expect("height");
         let block = network::block_at(&last.rpc, height);
         assert_eq!(block.transactions.len(), FULL_BLOCK as usize + 1, "the block carries every payment");
