@@ -89,8 +89,8 @@ impl Default for SignatureCache {
 }
 
 impl SignatureCache {
-    /// A cache of at most `capacity` entries (0: off, remembering nothing),
-    /// with a salt of its own.
+    /// A cache of at most `capacity` entries, in two generations of half
+    /// as many (below 2: off, remembering nothing), with a salt of its own.
     #[must_use]
     pub fn new(capacity: usize) -> Self {
         let mut salt = [0u8; 32];
@@ -106,7 +106,7 @@ impl SignatureCache {
         }
         Self {
             salt,
-            generation: AtomicUsize::new(capacity.div_ceil(2)),
+            generation: AtomicUsize::new(capacity / 2),
             entries: RwLock::new(Generations::default()),
             hits: AtomicU64::new(0),
             transaction_hits: AtomicU64::new(0),
@@ -187,10 +187,10 @@ impl SignatureCache {
         self.insert_entries(txs.into_iter().map(|tx| self.transaction_entry(tx)));
     }
 
-    /// Holds at most `capacity` entries from now on (0: off), dropping what
-    /// no longer fits.
+    /// Holds at most `capacity` entries from now on (below 2: off),
+    /// dropping what no longer fits.
     pub fn set_capacity(&self, capacity: usize) {
-        let generation = capacity.div_ceil(2);
+        let generation = capacity / 2;
         let mut entries = self.entries.write().unwrap_or_else(PoisonError::into_inner);
         self.generation.store(generation, Ordering::Relaxed);
         if entries.current.len() + entries.previous.len() > capacity {
@@ -264,9 +264,11 @@ mod tests {
 
     #[test]
     fn a_cache_of_no_capacity_remembers_nothing() {
-        let cache = SignatureCache::new(0);
-        cache.insert([&check(1)]);
-        assert!(cache.is_empty() && !cache.contains(&check(1)));
+        for capacity in [0, 1] {
+            let cache = SignatureCache::new(capacity);
+            cache.insert([&check(1)]);
+            assert!(cache.is_empty() && !cache.contains(&check(1)), "capacity {capacity}");
+        }
         let cache = SignatureCache::new(8);
         cache.insert([&check(1), &check(2)]);
         cache.set_capacity(0);
