@@ -167,12 +167,10 @@ impl ParallelVerifier {
 impl SignatureVerifier for ParallelVerifier {
     fn first_failure(&self, checks: &[SignatureCheck]) -> Option<usize> {
         // A verification is worth handing to the pool; a lone one is not.
-        let failure = if checks.len() < 2 {
-            checks.iter().position(|check| !self.is_valid(check))
-        } else {
-            checks.par_iter().with_min_len(8).position_any(|check| !self.is_valid(check))
-        };
-        failure
+        if checks.len() < 2 {
+            return checks.iter().position(|check| !self.is_valid(check));
+        }
+        checks.par_iter().with_min_len(8).position_any(|check| !self.is_valid(check))
     }
 
     fn first_invalid_transaction(&self, txs: &[Transaction]) -> Option<(usize, TxError)> {
@@ -183,12 +181,10 @@ impl SignatureVerifier for ParallelVerifier {
             check_transaction(tx).err().map(|error| (index, error))
         };
         // A few microseconds each: a handful stays on this thread.
-        let failure = if txs.len() < PARALLEL_TRANSACTIONS {
-            txs.iter().enumerate().find_map(check)
-        } else {
-            txs.par_iter().with_min_len(8).enumerate().filter_map(check).min_by_key(|(index, _)| *index)
-        };
-        failure
+        if txs.len() < PARALLEL_TRANSACTIONS {
+            return txs.iter().enumerate().find_map(check);
+        }
+        txs.par_iter().with_min_len(8).enumerate().filter_map(check).min_by_key(|(index, _)| *index)
     }
 
     fn remember(&self, tx: &Transaction, checks: &[SignatureCheck]) {

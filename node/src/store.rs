@@ -211,11 +211,11 @@ impl std::fmt::Debug for RocksStore {
 }
 
 const META_FORMAT: &[u8] = b"format";
+const META_NETWORK: &[u8] = b"network";
 
 /// The block cache shared by every column family (data, index and filter
 /// blocks).
 const BLOCK_CACHE_BYTES: usize = 32 << 20;
-const META_NETWORK: &[u8] = b"network";
 
 impl RocksStore {
     /// Opens (or creates) the database in `dir` for `network`, checking its
