@@ -427,7 +427,7 @@ impl Chain {
                 chain.active = hashes;
             }
         }
-        chain.activate_best_chain(&mut Reorganization::default())?;
+        chain.activate_best_chain(&mut Reorganization::default(), &mut |_| {})?;
         Ok(chain)
     }
 
@@ -777,6 +777,19 @@ impl Chain {
     /// before it. Returns what came of each block, in order, and the change
     /// of the active chain.
     pub fn submit_blocks(&mut self, blocks: Vec<Block>, now: u64) -> (Vec<Submitted>, Reorganization) {
+        self.submit_blocks_reporting(blocks, now, &mut |_| {})
+    }
+
+    /// [`Chain::submit_blocks`], calling `on_valid` with each block that
+    /// passed every check as it is about to be connected, before its
+    /// connection is written: the moment it may be relayed, while the write
+    /// (most of a block's time once its signatures are cached) goes on.
+    pub fn submit_blocks_reporting(
+        &mut self,
+        blocks: Vec<Block>,
+        now: u64,
+        on_valid: &mut dyn FnMut(BlockHash),
+    ) -> (Vec<Submitted>, Reorganization) {
         let hashes: Vec<BlockHash> = blocks.iter().map(Block::block_hash).collect();
         // A run's context-free body checks (merkle root, output keys) run on
         // all cores at once, a block each, instead of one block after the
@@ -815,7 +828,7 @@ impl Chain {
         // A store failure part way leaves the chain at the last block
         // written: `reorg` says what changed up to there.
         let mut reorg = Reorganization::default();
-        let activated = self.activate_best_chain(&mut reorg);
+        let activated = self.activate_best_chain(&mut reorg, on_valid);
         self.just_stored.clear();
         let connected: HashSet<BlockHash> = reorg.connected.iter().map(Block::block_hash).collect();
         let failure = self.last_failure.take();
@@ -1015,7 +1028,13 @@ impl Chain {
     /// store batch; a block that fails to connect is marked invalid with its
     /// descendants and the search goes on. What it disconnected and
     /// connected goes into `reorg`, also when a store failure stops it.
-    fn activate_best_chain(&mut self, reorg: &mut Reorganization) -> Result<(), ChainError> {
+    ///
+    /// `on_valid` hears of each block found valid before it is written.
+    fn activate_best_chain(
+        &mut self,
+        reorg: &mut Reorganization,
+        on_valid: &mut dyn FnMut(BlockHash),
+    ) -> Result<(), ChainError> {
         loop {
             let candidate = self.best_candidate();
             if candidate == self.tip() {
@@ -1033,7 +1052,7 @@ impl Chain {
             while self.tip() != fork {
                 reorg.disconnected.push(self.disconnect_tip()?);
             }
-            self.connect_path(&path, reorg)?;
+            self.connect_path(&path, reorg, on_valid)?;
         }
     }
 
@@ -1041,8 +1060,14 @@ impl Chain {
     /// order, until one fails: it is marked invalid with its descendants.
     /// While a block's connection is written on the writer thread, the next
     /// block is checked against the UTXO set as it will be after it; the tip
-    /// moves only once the write is done.
-    fn connect_path(&mut self, path: &[BlockHash], reorg: &mut Reorganization) -> Result<(), ChainError> {
+    /// moves only once the write is done. `on_valid` hears of each block
+    /// that passed its checks, before its write starts.
+    fn connect_path(
+        &mut self,
+        path: &[BlockHash],
+        reorg: &mut Reorganization,
+        on_valid: &mut dyn FnMut(BlockHash),
+    ) -> Result<(), ChainError> {
         // Started at the first batch worth handing over: for a block of a
         // few transactions the hand-over costs more than the write.
         let mut writer: Option<Writer> = None;
@@ -1058,6 +1083,7 @@ impl Chain {
             }
             match checked? {
                 Ok((block, (batch, changes))) => {
+                    on_valid(hash);
                     // The last block's write overlaps nothing.
                     let hand_over =
                         position + 1 < path.len() && block.transactions.len() >= PARALLEL_TRANSACTIONS;

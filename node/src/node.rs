@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use cairn_consensus::{Block, Lock, Params, Transaction, Txid, MAX_BLOCK_SIZE};
+use cairn_consensus::{Block, BlockHash, Lock, Params, Transaction, Txid, MAX_BLOCK_SIZE};
 
 use crate::chain::{Accepted, Chain, ChainError, ParallelVerifier, Reorganization, Submitted, TipSummary};
 use crate::mempool::{Mempool, MempoolError, DEFAULT_MAX_SIZE};
@@ -239,9 +239,20 @@ impl Node {
     /// one hold of the state lock, connecting them together (see
     /// [`Chain::submit_blocks`]); returns what came of each, in order.
     pub fn accept_blocks(&self, blocks: Vec<Block>) -> Vec<Submitted> {
+        self.accept_blocks_reporting(blocks, &mut |_| {})
+    }
+
+    /// [`Node::accept_blocks`], calling `on_valid` with each block found
+    /// valid before its connection is written (see
+    /// [`Chain::submit_blocks_reporting`]), so that it can be relayed sooner.
+    pub fn accept_blocks_reporting(
+        &self,
+        blocks: Vec<Block>,
+        on_valid: &mut dyn FnMut(BlockHash),
+    ) -> Vec<Submitted> {
         let mut state = self.state();
         let now = unix_now();
-        let (results, reorg) = state.chain.submit_blocks(blocks, now);
+        let (results, reorg) = state.chain.submit_blocks_reporting(blocks, now, on_valid);
         self.follow_reorganization(&mut state, &reorg, now);
         results
     }

@@ -123,18 +123,22 @@ fn the_heavier_branch_wins_and_matches_a_fresh_node() {
     assert_eq!(chain.utxo_digest().expect("digest"), other.utxo_digest().expect("digest"));
 }
 
-#[test]
-fn an_invalid_block_is_remembered_with_its_descendants_but_a_mutated_one_is_not() {
-    let (mut chain, _) = regtest();
-    let key = keypair(1);
-    // Pays one unit too much.
-    let mut greedy = new_block(&chain, &lock(&key), Vec::new(), Amount::ZERO, NOW);
+/// A block on `chain`'s tip whose coinbase pays one unit too much.
+fn overpaying_block(chain: &Chain, key: &Keypair, time: u64) -> Block {
+    let mut greedy = new_block(chain, &lock(key), Vec::new(), Amount::ZERO, time);
     greedy.transactions[0].outputs[0].amount = greedy.transactions[0].outputs[0]
         .amount
         .checked_add(Amount::from_base_units(1).expect("1"))
         .expect("sum");
     greedy.header.merkle_root = cairn_consensus::merkle::block_merkle_root(&greedy).root;
-    let greedy = solve(greedy);
+    solve(greedy)
+}
+
+#[test]
+fn an_invalid_block_is_remembered_with_its_descendants_but_a_mutated_one_is_not() {
+    let (mut chain, _) = regtest();
+    let key = keypair(1);
+    let greedy = overpaying_block(&chain, &key, NOW);
     let err = chain.submit_block(greedy.clone(), NOW).expect_err("overpays");
     assert!(matches!(err, ChainError::Block(BlockError::CoinbaseOverpays { .. })), "{err}");
     assert!(matches!(chain.submit_block(greedy.clone(), NOW), Err(ChainError::KnownInvalid(_))));
@@ -150,6 +154,41 @@ fn an_invalid_block_is_remembered_with_its_descendants_but_a_mutated_one_is_not(
         Err(ChainError::Block(BlockError::MerkleMismatch { .. }))
     ));
     assert_eq!(chain.submit_block(honest, NOW).expect("valid").0, Accepted::Activated);
+}
+
+#[test]
+fn each_block_is_reported_valid_before_its_connection_is_written_and_an_invalid_one_never() {
+    let (mut chain, store) = regtest();
+    let (mut source, _) = regtest();
+    let key = keypair(4);
+    let blocks = extend(&mut source, &key, 3, NOW);
+    let mut heard = Vec::new();
+    let (results, reorg) = chain.submit_blocks_reporting(blocks.clone(), NOW, &mut |valid| {
+        // Its undo data is written with its connection, in one batch.
+        let written = store.get(Cf::Undo, &valid.to_byte_array()).expect("read").is_some();
+        heard.push((valid, written));
+    });
+    assert!(results.iter().all(|(_, r)| matches!(r, Ok(Accepted::Activated))), "{results:?}");
+    assert_eq!(reorg.connected.len(), 3);
+    let hashes: Vec<_> = blocks.iter().map(Block::block_hash).collect();
+    assert_eq!(
+        heard,
+        hashes.iter().map(|h| (*h, false)).collect::<Vec<_>>(),
+        "each once, in order, before its write"
+    );
+    for hash in &hashes {
+        assert!(store.get(Cf::Undo, &hash.to_byte_array()).expect("read").is_some(), "written afterwards");
+    }
+
+    // A block that breaks a rule is never reported valid.
+    let mut heard = Vec::new();
+    let greedy = overpaying_block(&chain, &key, NOW + 10);
+    let (results, _) = chain.submit_blocks_reporting(vec![greedy], NOW, &mut |valid| heard.push(valid));
+    assert!(
+        matches!(results[..], [(_, Err(ChainError::Block(BlockError::CoinbaseOverpays { .. })))]),
+        "{results:?}"
+    );
+    assert!(heard.is_empty(), "{heard:?}");
 }
 
 #[test]
