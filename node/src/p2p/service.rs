@@ -332,6 +332,12 @@ enum Outcome {
         id: gossipsub::MessageId,
         result: Result<Accepted, ChainError>,
     },
+    /// A gossiped block passed every check and its connection is being
+    /// written: it may be relayed now.
+    GossipBlockValid {
+        source: PeerId,
+        id: gossipsub::MessageId,
+    },
     GossipTransaction {
         source: PeerId,
         id: gossipsub::MessageId,
@@ -497,6 +503,7 @@ pub fn start(node: Arc<Node>, config: NetworkConfig) -> Result<NetworkHandle, Ne
     // so that ranges asked of peers connect in order and never contend.
     let (connector, to_connect) = std::sync::mpsc::sync_channel::<(PeerId, Vec<Block>, usize)>(CONNECT_QUEUE);
     let (connected_out, connected) = mpsc::channel(CONNECT_QUEUE);
+    let valid_out = connected_out.clone();
     let connecting_node = node.clone();
     std::thread::Builder::new()
         .name("block-sync".into())
@@ -550,6 +557,8 @@ pub fn start(node: Arc<Node>, config: NetworkConfig) -> Result<NetworkHandle, Ne
         tasks: FuturesUnordered::new(),
         connector,
         connected,
+        valid_out,
+        gossiped_blocks: HashMap::new(),
         blocks_topic: blocks,
         transactions_topic: transactions,
         genesis,
@@ -588,8 +597,14 @@ struct Service {
     tasks: FuturesUnordered<tokio::task::JoinHandle<Outcome>>,
     /// To the block-sync thread; dropping it stops the thread.
     connector: std::sync::mpsc::SyncSender<(PeerId, Vec<Block>, usize)>,
-    /// What the block-sync thread made of each answer.
+    /// What the block-sync thread made of each answer, and gossiped blocks
+    /// found valid before their write ([`Outcome::GossipBlockValid`]).
     connected: mpsc::Receiver<Outcome>,
+    /// For the gossip validation tasks: a block found valid.
+    valid_out: mpsc::Sender<Outcome>,
+    /// Gossiped blocks being validated, and whether they were already
+    /// reported valid (each message is reported once).
+    gossiped_blocks: HashMap<gossipsub::MessageId, bool>,
     blocks_topic: gossipsub::IdentTopic,
     transactions_topic: gossipsub::IdentTopic,
     genesis: BlockHash,
@@ -990,11 +1005,14 @@ impl Service {
                 self.penalize(source, Offence::ProtocolViolation);
                 return;
             };
+            self.gossiped_blocks.insert(id.clone(), false);
+            let valid_out = self.valid_out.clone();
             // Off the network task: the state lock may be busy.
             self.tasks.push(tokio::task::spawn_blocking(move || {
+                let hash = block.block_hash();
                 let seen = {
                     let state = node.state();
-                    if state.chain.has_body(&block.block_hash()) {
+                    if state.chain.has_body(&hash) {
                         Some(Accepted::Duplicate)
                     } else if state.chain.entry(&block.header.prev_block).is_none() {
                         // Not checkable yet: the sender's headers come first.
@@ -1003,7 +1021,24 @@ impl Service {
                         None
                     }
                 };
-                let result = seen.map_or_else(|| node.accept_block(block), Ok);
+                let result = seen.map_or_else(
+                    || {
+                        // Relayed as soon as it is found valid: the write
+                        // that follows is this node's alone. A full queue
+                        // only means it is relayed when the write is done.
+                        let mut on_valid = |valid: BlockHash| {
+                            if valid == hash {
+                                let _ =
+                                    valid_out.try_send(Outcome::GossipBlockValid { source, id: id.clone() });
+                            }
+                        };
+                        match node.accept_blocks_reporting(vec![block], &mut on_valid).pop() {
+                            Some((_, result)) => result,
+                            None => unreachable!("one result per block"),
+                        }
+                    },
+                    Ok,
+                );
                 Outcome::GossipBlock { source, id, result }
             }));
         } else if message.topic == self.transactions_topic.hash() {
@@ -1216,6 +1251,15 @@ impl Service {
                 }
                 let _ = self.swarm.behaviour_mut().sync.send_response(channel, response);
             }
+            Outcome::GossipBlockValid { source, id } => {
+                // Unless the task's own outcome came first.
+                if let Some(reported) = self.gossiped_blocks.get_mut(&id) {
+                    if !*reported {
+                        *reported = true;
+                        self.report(&id, &source, gossipsub::MessageAcceptance::Accept);
+                    }
+                }
+            }
             Outcome::GossipBlock { source, id, result } => {
                 use gossipsub::MessageAcceptance::{Accept, Ignore, Reject};
                 let acceptance = match &result {
@@ -1227,9 +1271,14 @@ impl Service {
                 if let Err(error) = &result {
                     tracing::info!(peer = %source, "gossiped block refused: {error}");
                 }
-                self.report(&id, &source, acceptance);
-                if acceptance == Reject {
-                    self.penalize(source, Offence::InvalidBlock);
+                // A block already reported valid was valid, whatever its
+                // write did: it is neither reported again nor held against
+                // the sender.
+                if !self.gossiped_blocks.remove(&id).unwrap_or(false) {
+                    self.report(&id, &source, acceptance);
+                    if acceptance == Reject {
+                        self.penalize(source, Offence::InvalidBlock);
+                    }
                 }
                 if matches!(result, Ok(Accepted::Orphan)) {
                     // Catch up with the sender.
