@@ -217,11 +217,15 @@ impl Node {
     /// The rule the block breaks, or a store failure.
     pub fn submit_block(&self, block: Block) -> Result<Accepted, ChainError> {
         let block = Arc::new(block);
-        let accepted = self.accept_block((*block).clone())?;
-        if accepted == Accepted::Activated {
-            let _ = self.announcements.send(Announcement::Block(block));
-        }
-        Ok(accepted)
+        let hash = block.block_hash();
+        // Announced the moment it is found valid on its way into the
+        // active chain, while its connection is written.
+        let mut announce = |valid: BlockHash| {
+            if valid == hash {
+                let _ = self.announcements.send(Announcement::Block(Arc::clone(&block)));
+            }
+        };
+        self.accept_block_reporting((*block).clone(), &mut announce)
     }
 
     /// Validates and stores a block (from a peer: nothing is announced);
@@ -232,7 +236,24 @@ impl Node {
     /// # Errors
     /// The rule the block breaks, or a store failure.
     pub fn accept_block(&self, block: Block) -> Result<Accepted, ChainError> {
-        self.accept_block_locked(&mut self.state(), block)
+        self.accept_block_reporting(block, &mut |_| {})
+    }
+
+    /// [`Node::accept_block`], calling `on_valid` with each block found
+    /// valid before its connection is written (see
+    /// [`Node::accept_blocks_reporting`]).
+    ///
+    /// # Errors
+    /// The rule the block breaks, or a store failure.
+    pub fn accept_block_reporting(
+        &self,
+        block: Block,
+        on_valid: &mut dyn FnMut(BlockHash),
+    ) -> Result<Accepted, ChainError> {
+        match self.accept_blocks_reporting(vec![block], on_valid).pop() {
+            Some((_, result)) => result,
+            None => unreachable!("one result per block"),
+        }
     }
 
     /// Accepts a run of blocks from a peer (parents before children) under
@@ -255,13 +276,6 @@ impl Node {
         let (results, reorg) = state.chain.submit_blocks_reporting(blocks, now, on_valid);
         self.follow_reorganization(&mut state, &reorg, now);
         results
-    }
-
-    fn accept_block_locked(&self, state: &mut StateGuard<'_>, block: Block) -> Result<Accepted, ChainError> {
-        let now = unix_now();
-        let (accepted, reorg) = state.chain.submit_block(block, now)?;
-        self.follow_reorganization(state, &reorg, now);
-        Ok(accepted)
     }
 
     /// After a change of the active chain: confirmed and conflicting

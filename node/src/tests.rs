@@ -192,6 +192,69 @@ fn each_block_is_reported_valid_before_its_connection_is_written_and_an_invalid_
 }
 
 #[test]
+fn a_block_submitted_here_is_announced_once_when_it_joins_the_active_chain() {
+    use crate::node::{Announcement, Node};
+    let key = keypair(14);
+    let now = crate::node::unix_now();
+    let node = Node::open(
+        Arc::new(MemStore::new()),
+        Params::for_network(Network::Regtest),
+        std::path::Path::new("/nonexistent"),
+    )
+    .expect("open");
+    let mut announcements = node.subscribe();
+    let mut announced = || {
+        std::iter::from_fn(|| announcements.try_recv().ok())
+            .map(|announcement| match announcement {
+                Announcement::Block(block) => block.block_hash(),
+                Announcement::Transaction(tx) => panic!("a transaction was announced: {}", tx.txid()),
+            })
+            .collect::<Vec<_>>()
+    };
+    let (mut source, _) = regtest();
+    let blocks = extend(&mut source, &key, 2, now);
+    let (mut fork, _) = regtest();
+    let rival = extend(&mut fork, &keypair(15), 1, now + 5);
+
+    assert_eq!(node.submit_block(blocks[0].clone()).expect("valid"), Accepted::Activated);
+    assert_eq!(announced(), [blocks[0].block_hash()]);
+    // Known already, on a branch with no more work, or breaking a rule: none.
+    assert_eq!(node.submit_block(blocks[0].clone()).expect("known"), Accepted::Duplicate);
+    assert_eq!(node.submit_block(rival[0].clone()).expect("valid"), Accepted::SideBranch);
+    let greedy = overpaying_block(&node.state().chain, &key, now + 10);
+    assert!(matches!(node.submit_block(greedy), Err(ChainError::Block(BlockError::CoinbaseOverpays { .. }))));
+    assert_eq!(announced(), []);
+    assert_eq!(node.submit_block(blocks[1].clone()).expect("valid"), Accepted::Activated);
+    assert_eq!(announced(), [blocks[1].block_hash()]);
+}
+
+#[test]
+fn a_block_that_fails_after_the_chain_moved_still_tells_miners() {
+    use crate::node::Node;
+    let now = crate::node::unix_now();
+    let node = Node::open(
+        Arc::new(MemStore::new()),
+        Params::for_network(Network::Regtest),
+        std::path::Path::new("/nonexistent"),
+    )
+    .expect("open");
+    let (mut ours, _) = regtest();
+    let ours = extend(&mut ours, &keypair(16), 1, now);
+    let (mut theirs, _) = regtest();
+    let rival = extend(&mut theirs, &keypair(17), 1, now + 5);
+    let bad_child = overpaying_block(&theirs, &keypair(17), now + 6);
+    assert_eq!(node.submit_block(ours[0].clone()).expect("valid"), Accepted::Activated);
+    assert_eq!(node.submit_block(rival[0].clone()).expect("valid"), Accepted::SideBranch);
+    let stale = node.stale_flag();
+    // The heavier branch is switched to (our block out, the rival in)
+    // before the child fails to connect.
+    let err = node.submit_block(bad_child).expect_err("overpays");
+    assert!(matches!(err, ChainError::Block(BlockError::CoinbaseOverpays { .. })), "{err}");
+    assert_ne!(node.state().chain.tip(), ours[0].block_hash());
+    assert!(stale.load(Ordering::Acquire), "miners on the old tip are told their work is stale");
+}
+
+#[test]
 fn orphan_blocks_wait_for_their_parent() {
     let (mut chain, _) = regtest();
     let (mut other, _) = regtest();

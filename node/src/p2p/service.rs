@@ -1032,10 +1032,7 @@ impl Service {
                                     valid_out.try_send(Outcome::GossipBlockValid { source, id: id.clone() });
                             }
                         };
-                        match node.accept_blocks_reporting(vec![block], &mut on_valid).pop() {
-                            Some((_, result)) => result,
-                            None => unreachable!("one result per block"),
-                        }
+                        node.accept_block_reporting(block, &mut on_valid)
                     },
                     Ok,
                 );
