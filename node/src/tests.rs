@@ -55,6 +55,16 @@ fn regtest() -> (Chain, MemStore) {
     (Chain::open(Arc::new(store.clone()), Params::for_network(Network::Regtest)).expect("open"), store)
 }
 
+/// A regtest node in memory (no data directory: nothing here writes files).
+fn regtest_node() -> crate::node::Node {
+    crate::node::Node::open(
+        Arc::new(MemStore::new()),
+        Params::for_network(Network::Regtest),
+        std::path::Path::new("/nonexistent"),
+    )
+    .expect("open")
+}
+
 /// Spends `outpoint` (worth `value`, locked to `key`) to `to`, paying `fee`.
 fn spend(
     chain: &Chain,
@@ -193,15 +203,10 @@ fn each_block_is_reported_valid_before_its_connection_is_written_and_an_invalid_
 
 #[test]
 fn a_block_submitted_here_is_announced_once_when_it_joins_the_active_chain() {
-    use crate::node::{Announcement, Node};
+    use crate::node::Announcement;
     let key = keypair(14);
     let now = crate::node::unix_now();
-    let node = Node::open(
-        Arc::new(MemStore::new()),
-        Params::for_network(Network::Regtest),
-        std::path::Path::new("/nonexistent"),
-    )
-    .expect("open");
+    let node = regtest_node();
     let mut announcements = node.subscribe();
     let mut announced = || {
         std::iter::from_fn(|| announcements.try_recv().ok())
@@ -230,14 +235,8 @@ fn a_block_submitted_here_is_announced_once_when_it_joins_the_active_chain() {
 
 #[test]
 fn a_block_that_fails_after_the_chain_moved_still_tells_miners() {
-    use crate::node::Node;
     let now = crate::node::unix_now();
-    let node = Node::open(
-        Arc::new(MemStore::new()),
-        Params::for_network(Network::Regtest),
-        std::path::Path::new("/nonexistent"),
-    )
-    .expect("open");
+    let node = regtest_node();
     let (mut ours, _) = regtest();
     let ours = extend(&mut ours, &keypair(16), 1, now);
     let (mut theirs, _) = regtest();
@@ -426,16 +425,9 @@ fn templates_pass_full_validation() {
 
 #[test]
 fn transactions_of_disconnected_blocks_return_to_the_mempool() {
-    use crate::node::Node;
     let key = keypair(11);
     let now = crate::node::unix_now();
-    let store = MemStore::new();
-    let node = Node::open(
-        Arc::new(store),
-        Params::for_network(Network::Regtest),
-        std::path::Path::new("/nonexistent"),
-    )
-    .expect("open");
+    let node = regtest_node();
     let (mut fork_source, _) = regtest();
     // 101 blocks to mature a coinbase, shared by both chains.
     for i in 0..101u64 {
@@ -550,26 +542,15 @@ fn transactions_the_mempool_accepted_are_not_checked_again_and_vouch_for_nothing
     assert_eq!((cache.len(), cache.hits(), cache.transaction_hits()), (6, 3, 3));
 
     // A node's mempool fills the cache its chain looks signatures up in.
-    let node = crate::node::Node::open(
-        Arc::new(MemStore::new()),
-        Params::for_network(Network::Regtest),
-        std::path::Path::new("/nonexistent"),
-    )
-    .expect("open");
+    let node = regtest_node();
     assert!(Arc::ptr_eq(node.verifier().cache(), node.state().chain.signature_cache()));
 }
 
 #[test]
 fn the_chain_summary_follows_every_change_made_under_the_lock() {
-    use crate::node::Node;
     let key = keypair(13);
     let now = crate::node::unix_now();
-    let node = Node::open(
-        Arc::new(MemStore::new()),
-        Params::for_network(Network::Regtest),
-        std::path::Path::new("/nonexistent"),
-    )
-    .expect("open");
+    let node = regtest_node();
     let genesis = node.summary();
     assert_eq!(genesis.tip.height.get(), 0);
     assert_eq!(genesis.best_header, genesis.tip);
