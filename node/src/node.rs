@@ -228,20 +228,12 @@ impl Node {
         self.accept_block_reporting((*block).clone(), &mut announce)
     }
 
-    /// Validates and stores a block (from a peer: nothing is announced);
-    /// on a tip change, updates the mempool (confirmed and conflicting
-    /// transactions out, those of disconnected blocks back in) and tells
-    /// miners their work is stale.
-    ///
-    /// # Errors
-    /// The rule the block breaks, or a store failure.
-    pub fn accept_block(&self, block: Block) -> Result<Accepted, ChainError> {
-        self.accept_block_reporting(block, &mut |_| {})
-    }
-
-    /// [`Node::accept_block`], calling `on_valid` with each block found
-    /// valid before its connection is written (see
-    /// [`Node::accept_blocks_reporting`]).
+    /// Validates and stores a block (nothing is announced); on a tip
+    /// change, updates the mempool (confirmed and conflicting transactions
+    /// out, those of disconnected blocks back in) and tells miners their
+    /// work is stale. Calls `on_valid` with each block found valid before
+    /// its connection is written (see [`Node::accept_blocks_reporting`]),
+    /// so that a relayed block can be forwarded sooner.
     ///
     /// # Errors
     /// The rule the block breaks, or a store failure.
