@@ -139,7 +139,12 @@ pub const UNSPENDABLE_KEY: [u8; 32] = [
     0x8a, 0x5a, 0x0f, 0x28, 0xec, 0x96, 0xd5, 0x47, 0xbf, 0xee, 0x9a, 0xce, 0x80, 0x3a, 0xc0,
 ];
 
-/// Genesis time of every network: 2026-11-24T00:00:00Z (plus seconds where a
+/// The genesis hash of the first devnet (2026-11-24 to 2026-12-05), whose
+/// blocks followed a 256-bit cut of the aserti3-2d product instead of the
+/// written rule: a node finding it in a data directory says so.
+pub const FIRST_DEVNET_GENESIS: &str = "0000e1cf18c6ace4703a5a3d8222426be6e440f5c37414f7920246894f207632";
+
+/// Genesis time of main and regtest: 2026-11-24T00:00:00Z (plus seconds where a
 /// network's nonce range ran out).
 pub const GENESIS_TIME: u32 = 1_795_478_400;
 
@@ -179,7 +184,7 @@ fn constants(network: Network) -> NetworkConstants {
             nonce: MAIN_GENESIS_NONCE,
         },
         Network::Devnet => NetworkConstants {
-            message: "Cairn devnet 2026-11-24: stones for practice",
+            message: "Cairn devnet 2026-12-05: exact stones, from the first block",
             bits: 0x1f00_ffff,
             time: DEVNET_GENESIS_TIME,
             nonce: DEVNET_GENESIS_NONCE,
@@ -194,10 +199,14 @@ fn constants(network: Network) -> NetworkConstants {
 }
 
 const MAIN_GENESIS_TIME: u32 = GENESIS_TIME;
-const DEVNET_GENESIS_TIME: u32 = GENESIS_TIME;
+/// Devnet was restarted on 2026-12-05 with a new genesis when its
+/// aserti3-2d product became exact (it had been cut to 256 bits, which on
+/// devnet's limit changed the target on most blocks); a data directory of
+/// the first devnet is refused at start (see [`FIRST_DEVNET_GENESIS`]).
+const DEVNET_GENESIS_TIME: u32 = 1_796_428_800;
 const REGTEST_GENESIS_TIME: u32 = GENESIS_TIME;
 const MAIN_GENESIS_NONCE: u32 = 663_811_988;
-const DEVNET_GENESIS_NONCE: u32 = 44_444;
+const DEVNET_GENESIS_NONCE: u32 = 51_376;
 const REGTEST_GENESIS_NONCE: u32 = 6;
 
 impl Params {

@@ -1,6 +1,6 @@
 //! Every case of every published vector file that concerns consensus.
 
-mod asert;
+pub mod asert;
 mod bech32;
 mod bip340;
 mod genesis;
