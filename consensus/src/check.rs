@@ -281,6 +281,17 @@ pub fn check_block_with(
     verifier: &impl SignatureVerifier,
 ) -> Result<(), BlockError> {
     check_header(&block.header, params)?;
+    check_block_body_with(block, verifier)
+}
+
+/// [`check_block_with`] without the header's own checks (proof of work,
+/// version, target limit): every rule of the body. For a block template,
+/// which has no proof of work yet (Bitcoin Core's `TestBlockValidity`
+/// without the proof-of-work check).
+///
+/// # Errors
+/// As [`check_block`], for every rule but those of [`check_header`].
+pub fn check_block_body_with(block: &Block, verifier: &impl SignatureVerifier) -> Result<(), BlockError> {
     let Some(coinbase) = block.transactions.first() else {
         return Err(BlockError::NoTransactions);
     };

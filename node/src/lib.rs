@@ -28,10 +28,16 @@ pub mod records;
 pub mod store;
 pub mod template;
 
+#[cfg(test)]
+mod address_rpc_tests;
+#[cfg(test)]
+mod fault_tests;
 pub mod mining;
 pub mod node;
 pub mod p2p;
 mod prepare;
+#[cfg(test)]
+mod reorg_tests;
 pub mod rpc;
 pub mod sigcache;
 #[cfg(test)]

@@ -267,6 +267,7 @@ fn run(cli: Cli) -> Result<()> {
     runtime.block_on(server.stopped());
     let _ = std::fs::remove_file(&cookie_path);
     let height = node.state().chain.height();
+    let fatal = node.fatal_error().map(str::to_owned);
     // Stop the network, then wait for the threads it leaves (block sync,
     // blocking tasks) to let go of the node, so that the chain store
     // closes before the process exits: RocksDB's threads must not outlive
@@ -279,5 +280,8 @@ fn run(cli: Cli) -> Result<()> {
     }
     drop(node);
     tracing::info!("stopped at height {height}");
-    Ok(())
+    match fatal {
+        Some(reason) => bail!(reason),
+        None => Ok(()),
+    }
 }

@@ -447,12 +447,24 @@ impl Mempool {
         }
     }
 
-    fn remove_with_descendants(&mut self, txid: Txid) {
+    /// Removes `txid` and every pool transaction spending its outputs,
+    /// recursively.
+    pub fn remove_with_descendants(&mut self, txid: Txid) {
         let mut all = HashSet::new();
         self.with_descendants(txid, &mut all);
         for id in all {
             self.remove(&id);
         }
+    }
+
+    /// Removes every transaction (orphans too); the rising minimum stays.
+    pub fn clear(&mut self) {
+        self.entries.clear();
+        self.by_rate.clear();
+        self.spent.clear();
+        self.size = 0;
+        self.orphans.clear();
+        self.orphan_order.clear();
     }
 
     /// Evicts the lowest fee rates (with their descendants) until the pool
@@ -483,6 +495,106 @@ impl Mempool {
             }
         }
         self.orphan_order.retain(|id| self.orphans.contains_key(id));
+    }
+
+    /// Puts a transaction of a disconnected block back, if it is valid on
+    /// the new tip; one that is not (its inputs gone, confirmed again, no
+    /// longer final or mature) is dropped, not kept as an orphan.
+    ///
+    /// # Errors
+    /// Why it was not taken back.
+    pub fn accept_disconnected(
+        &mut self,
+        tx: Transaction,
+        chain: &Chain,
+        verifier: &impl SignatureVerifier,
+        now: u64,
+    ) -> Result<Txid, MempoolError> {
+        self.accept_one(tx, chain, verifier, now, false)
+    }
+
+    /// After a change of the active chain, keeps exactly the pool
+    /// transactions that are valid on the new tip, with their descendants
+    /// (Bitcoin Core's `removeForReorg`): each input still unspent in the
+    /// chain or an output of a kept pool transaction, and the transaction
+    /// final, its coinbase inputs mature and its amounts in range at the
+    /// next height. Signatures are not checked again: the message signed
+    /// commits to the spent coins, which an outpoint determines whichever
+    /// chain holds them. Returns the transactions removed.
+    pub fn remove_for_reorg(&mut self, chain: &Chain) -> Vec<Txid> {
+        let height = chain.height().next();
+        let median_time = chain.median_time_past();
+        let mut kept: HashSet<Txid> = HashSet::with_capacity(self.entries.len());
+        let mut removed = Vec::new();
+        for txid in self.parents_first() {
+            let entry = &self.entries[&txid];
+            let coins: Option<Vec<Coin>> = entry
+                .tx
+                .inputs
+                .iter()
+                .map(|input| {
+                    if let Ok(Some(coin)) = chain.coin(&input.prevout) {
+                        return Some(coin);
+                    }
+                    if !kept.contains(&input.prevout.txid) {
+                        return None;
+                    }
+                    let output =
+                        self.entries[&input.prevout.txid].tx.outputs.get(input.prevout.index as usize)?;
+                    Some(Coin { output: output.clone(), height, is_coinbase: false })
+                })
+                .collect();
+            let valid = coins.is_some_and(|coins| {
+                check_inputs(&entry.tx, &coins, height, median_time, chain.params()).is_ok()
+            });
+            if valid {
+                kept.insert(txid);
+            } else {
+                removed.push(txid);
+            }
+        }
+        for txid in &removed {
+            self.remove(txid);
+        }
+        removed
+    }
+
+    /// Every pool transaction, each after the pool transactions it spends.
+    fn parents_first(&self) -> Vec<Txid> {
+        let mut waiting: HashMap<Txid, usize> = HashMap::with_capacity(self.entries.len());
+        let mut children: HashMap<Txid, Vec<Txid>> = HashMap::new();
+        let mut ready = Vec::new();
+        for (txid, entry) in &self.entries {
+            let parents: HashSet<Txid> = entry
+                .tx
+                .inputs
+                .iter()
+                .map(|input| input.prevout.txid)
+                .filter(|parent| self.entries.contains_key(parent))
+                .collect();
+            for parent in &parents {
+                children.entry(*parent).or_default().push(*txid);
+            }
+            if parents.is_empty() {
+                ready.push(*txid);
+            } else {
+                waiting.insert(*txid, parents.len());
+            }
+        }
+        let mut order = Vec::with_capacity(self.entries.len());
+        while let Some(txid) = ready.pop() {
+            order.push(txid);
+            for child in children.remove(&txid).unwrap_or_default() {
+                if let Some(count) = waiting.get_mut(&child) {
+                    *count -= 1;
+                    if *count == 0 {
+                        waiting.remove(&child);
+                        ready.push(child);
+                    }
+                }
+            }
+        }
+        order
     }
 
     /// Transactions for a block of at most `max_bytes`: highest fee rate

@@ -43,6 +43,9 @@ pub fn mine_one(node: &Node, lock: &Lock, pool: Option<&rayon::ThreadPool>) -> R
             }
             // Someone else's block made ours stale in between: try again.
             Ok(_) => {}
+            Err(e) if e.is_local_failure() => {
+                return Err(format!("the node could not store the block it mined: {e}"));
+            }
             Err(e) => return Err(format!("the node refused its own block: {e}")),
         }
     }

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use cairn_consensus::{Block, BlockHash, Lock, Params, Transaction, Txid, MAX_BLOCK_SIZE};
+use cairn_consensus::{Block, BlockError, BlockHash, Lock, Params, Transaction, Txid, MAX_BLOCK_SIZE};
 
 use crate::chain::{Accepted, Chain, ChainError, ParallelVerifier, Reorganization, Submitted, TipSummary};
 use crate::mempool::{Mempool, MempoolError, DEFAULT_MAX_SIZE};
@@ -116,6 +116,11 @@ pub struct Node {
     pub blocks_mined: AtomicU64,
     announcements: tokio::sync::broadcast::Sender<Announcement>,
     network: OnceLock<crate::p2p::NetworkHandle>,
+    /// Why the node stopped itself, once a storage failure stopped it.
+    fatal: OnceLock<String>,
+    /// The chain's store and parameters, readable without the state lock.
+    store: Arc<dyn Store>,
+    params: Params,
 }
 
 impl Node {
@@ -124,7 +129,7 @@ impl Node {
     /// # Errors
     /// When the store cannot be read.
     pub fn open(store: Arc<dyn Store>, params: Params, datadir: &Path) -> Result<Self, ChainError> {
-        let chain = Chain::open(store, params)?;
+        let chain = Chain::open(Arc::clone(&store), params.clone())?;
         // What the mempool verifies, block connection need not verify again.
         let verifier = ParallelVerifier::new(Arc::clone(chain.signature_cache()), true);
         Ok(Self {
@@ -138,6 +143,9 @@ impl Node {
             blocks_mined: AtomicU64::new(0),
             announcements: tokio::sync::broadcast::channel(ANNOUNCEMENT_QUEUE).0,
             network: OnceLock::new(),
+            fatal: OnceLock::new(),
+            store,
+            params,
         })
     }
 
@@ -156,6 +164,20 @@ impl Node {
     /// Records the running network layer (once).
     pub fn set_network(&self, handle: crate::p2p::NetworkHandle) {
         let _ = self.network.set(handle);
+    }
+
+    /// The chain store, for reads that need no consistent view of the
+    /// chain (the address index scans): without waiting for the state
+    /// lock, which a connecting block holds.
+    #[must_use]
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The network's parameters, without the state lock.
+    #[must_use]
+    pub fn params(&self) -> &Params {
+        &self.params
     }
 
     /// The data directory.
@@ -202,6 +224,31 @@ impl Node {
     pub fn request_shutdown(&self) {
         self.shutdown.store(true, Ordering::Release);
         self.stale.lock().expect("stale lock").store(true, Ordering::Release);
+    }
+
+    /// Stops the node because its storage failed while the chain was
+    /// changing (Bitcoin Core's `AbortNode`): logs what failed and what to
+    /// do, records the reason (the process exits non-zero with it) and
+    /// asks every part of the node to stop. What is on disk is consistent:
+    /// every change of the chain is one atomic batch and memory follows
+    /// only written batches, so a restart (once the disk is writable
+    /// again) goes on from the last batch written.
+    pub fn abort(&self, what: &str, error: &dyn std::fmt::Display) {
+        let reason = format!(
+            "storage failure while {what}: {error}. The node stopped to keep its chain store \
+             consistent. Check the disk (free space, errors in the system log), then start the \
+             node again: it goes on from the last block it wrote."
+        );
+        if self.fatal.set(reason.clone()).is_ok() {
+            tracing::error!("{reason}");
+        }
+        self.request_shutdown();
+    }
+
+    /// Why the node stopped itself, if it did (see [`Node::abort`]).
+    #[must_use]
+    pub fn fatal_error(&self) -> Option<&str> {
+        self.fatal.get().map(String::as_str)
     }
 
     /// The flag that goes up when the present tip is replaced.
@@ -264,9 +311,23 @@ impl Node {
         on_valid: &mut dyn FnMut(BlockHash),
     ) -> Vec<Submitted> {
         let mut state = self.state();
+        if self.fatal.get().is_some() {
+            // The node is stopping after a storage failure: nothing more goes in.
+            return blocks.iter().map(|block| (block.block_hash(), Err(ChainError::Stopped))).collect();
+        }
         let now = unix_now();
         let (results, reorg) = state.chain.submit_blocks_reporting(blocks, now, on_valid);
         self.follow_reorganization(&mut state, &reorg, now);
+        drop(state);
+        for (hash, result) in &results {
+            match result {
+                Err(ChainError::Store(error)) => self.abort(&format!("storing block {hash}"), error),
+                Err(ChainError::StoredUnconnected(error)) => {
+                    self.abort(&format!("changing the chain to block {hash}"), error);
+                }
+                _ => {}
+            }
+        }
         results
     }
 
@@ -283,7 +344,19 @@ impl Node {
         }
         for block in reorg.disconnected.iter().rev() {
             for tx in block.transactions.iter().skip(1) {
-                let _ = mempool.accept(tx.clone(), chain, &self.verifier, now);
+                let _ = mempool.accept_disconnected(tx.clone(), chain, &self.verifier, now);
+            }
+        }
+        if !reorg.disconnected.is_empty() {
+            // Pool transactions that spent the outputs of a transaction that
+            // did not come back, a disconnected coinbase, or that are not
+            // final or mature at the new height, leave with their descendants.
+            let removed = mempool.remove_for_reorg(chain);
+            if !removed.is_empty() {
+                tracing::info!(
+                    "reorganization: {} mempool transaction(s) no longer valid on the new tip removed",
+                    removed.len()
+                );
             }
         }
         let mut stale = self.stale.lock().expect("stale lock");
@@ -317,14 +390,46 @@ impl Node {
 
     /// A block template on the tip paying `lock`, with the highest fee
     /// rates the mempool has; and the flag that goes up when it is stale.
+    ///
+    /// Every template is checked as a block (all but its proof of work)
+    /// before it is handed out. One that fails is a bug: it is logged
+    /// loudly, the transaction it names leaves the mempool with its
+    /// descendants (every pool transaction when it names none), and the
+    /// template is built again.
     #[must_use]
     pub fn template(&self, lock: &Lock) -> (Block, Arc<AtomicBool>) {
-        let state = self.state();
+        let mut state = self.state();
         if self.shutdown.load(Ordering::Acquire) {
             self.stale.lock().expect("stale lock").store(true, Ordering::Release);
         }
-        let (txs, fees) = state.mempool.select(MAX_BLOCK_SIZE - COINBASE_RESERVE);
-        let block = new_block(&state.chain, lock, txs, fees, unix_now());
-        (block, self.stale_flag())
+        let now = unix_now();
+        loop {
+            let (txs, fees) = state.mempool.select(MAX_BLOCK_SIZE - COINBASE_RESERVE);
+            let block = new_block(&state.chain, lock, txs, fees, now);
+            let error = match state.chain.check_template(&block, now) {
+                Ok(()) => return (block, self.stale_flag()),
+                Err(error) => error,
+            };
+            let State { chain, mempool } = &mut *state;
+            let culprit = match &error {
+                ChainError::Block(BlockError::Transaction { txid, .. }) => Some(*txid),
+                _ => None,
+            };
+            tracing::error!(
+                "BUG: the block template at height {} does not connect ({error}); removing {} from \
+                 the mempool and building it again",
+                chain.height().next(),
+                culprit.map_or_else(|| "every transaction".to_owned(), |txid| format!("transaction {txid}"))
+            );
+            if block.transactions.len() == 1 {
+                // Nothing left to remove: hand it out, the node will say why
+                // it refuses it.
+                return (block, self.stale_flag());
+            }
+            match culprit {
+                Some(txid) => mempool.remove_with_descendants(txid),
+                None => mempool.clear(),
+            }
+        }
     }
 }

@@ -2,6 +2,7 @@
 //! concept is the same, cookie or user/password authentication, request
 //! bodies capped before they are read.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -11,15 +12,18 @@ use std::task::{Context, Poll};
 
 use base64::Engine;
 use cairn_consensus::{
-    Address, Amount, Block, BlockHash, Decode, Encode, Height, OutPoint, Transaction, Txid,
+    Address, Amount, Block, BlockHash, Decode, Encode, Height, Lock, OutPoint, Transaction, Txid,
 };
 use jsonrpsee::server::{HttpBody, HttpRequest, HttpResponse, RpcModule, Server, ServerConfig, ServerHandle};
 use jsonrpsee::types::{ErrorObjectOwned, Params};
 use serde_json::{json, Value};
 
-use crate::chain::{Accepted, ChainError};
+use crate::chain::{
+    address_coins_in, address_deltas_in, address_history_in, address_history_of, Accepted, ChainError,
+};
 use crate::mempool::{MempoolError, INCREMENTAL_FEE_RATE, MIN_RELAY_FEE_RATE};
 use crate::node::{unix_now, Node};
+use crate::store::Store;
 
 /// Largest request body read, in bytes: a full block in hex with room to spare.
 pub const MAX_REQUEST_BODY: u32 = 5 * 1024 * 1024;
@@ -182,7 +186,7 @@ fn header_json(node: &Node, hash: &BlockHash) -> Result<Value, ErrorObjectOwned>
 }
 
 fn parse_addresses(args: &Args, node: &Node) -> Result<Vec<Address>, ErrorObjectOwned> {
-    let network = node.state().chain.params().network;
+    let network = node.params().network;
     let value = args.required(0, "addresses")?;
     let list = match value {
         Value::Array(list) => list,
@@ -194,15 +198,29 @@ fn parse_addresses(args: &Args, node: &Node) -> Result<Vec<Address>, ErrorObject
         _ => return Err(error(TYPE_ERROR, "addresses must be a list of strings")),
     };
     if list.is_empty() || list.len() > MAX_ADDRESSES {
-        return Err(error(INVALID_PARAMETER, format!("give 1 to {MAX_ADDRESSES} addresses")));
+        return Err(error(
+            INVALID_PARAMETER,
+            format!("give 1 to {MAX_ADDRESSES} addresses (this call named {})", list.len()),
+        ));
     }
-    list.iter()
-        .map(|v| {
-            let text = v.as_str().ok_or_else(|| error(TYPE_ERROR, "addresses must be strings"))?;
-            Address::parse_for(text, network)
-                .map_err(|e| error(INVALID_ADDRESS_OR_KEY, format!("{text}: {e}")))
-        })
-        .collect()
+    let mut addresses: Vec<Address> = Vec::with_capacity(list.len());
+    for value in list {
+        let text = value.as_str().ok_or_else(|| error(TYPE_ERROR, "addresses must be strings"))?;
+        let address = Address::parse_for(text, network)
+            .map_err(|e| error(INVALID_ADDRESS_OR_KEY, format!("{text}: {e}")))?;
+        // An address named twice counts once (what it holds is the same).
+        if !addresses.iter().any(|known| known.lock == address.lock) {
+            addresses.push(address);
+        }
+    }
+    Ok(addresses)
+}
+
+/// The chain store, read without the state lock: the address-index scans
+/// read it directly, so a large answer never stops the node from
+/// connecting blocks or answering other calls.
+fn store_of(node: &Node) -> Arc<dyn Store> {
+    Arc::clone(node.store())
 }
 
 fn object_field(args: &Args, field: &str) -> Option<u64> {
@@ -261,8 +279,9 @@ pub fn module(node: Arc<Node>) -> RpcModule<Arc<Node>> {
             "warnings": "",
         }))
     });
-    method!("getbestblockhash", |_args, node| Ok(json!(node.state().chain.tip().to_string())));
-    method!("getblockcount", |_args, node| Ok(json!(node.state().chain.height().get())));
+    // Answered from the summary: never waits for a block being connected.
+    method!("getbestblockhash", |_args, node| Ok(json!(node.summary().tip.hash.to_string())));
+    method!("getblockcount", |_args, node| Ok(json!(node.summary().tip.height.get())));
     method!("getblockhash", |args, node| {
         let height = args.u64_or(0, "height", u64::MAX)?;
         let state = node.state();
@@ -454,13 +473,19 @@ pub fn module(node: Arc<Node>) -> RpcModule<Arc<Node>> {
         }))
     });
     method!("getblocktemplate", |_args, node| {
+        // The node's own template, checked as a block before it is handed
+        // out; the coinbase is the caller's to build.
+        let (block, _) = node.template(&Lock::key(cairn_consensus::params::UNSPENDABLE_KEY));
         let state = node.state();
-        let (txs, fees) =
-            state.mempool.select(cairn_consensus::MAX_BLOCK_SIZE - crate::template::COINBASE_RESERVE);
-        let height = state.chain.height().next();
-        let bits = state.chain.next_bits();
+        let height = block.transactions[0]
+            .inputs
+            .first()
+            .and_then(|input| input.data.get(..4))
+            .and_then(|bytes| bytes.try_into().ok())
+            .map_or(state.chain.height().next(), |bytes| Height::new(u32::from_le_bytes(bytes)));
+        let bits = block.header.bits;
         let target = bits.to_target().map_err(|e| error(MISC_ERROR, e.to_string()))?;
-        let transactions: Vec<Value> = txs
+        let transactions: Vec<Value> = block.transactions[1..]
             .iter()
             .map(|tx| {
                 let fee = state.mempool.get(&tx.txid()).map_or(Amount::ZERO, |e| e.fee);
@@ -472,18 +497,17 @@ pub fn module(node: Arc<Node>) -> RpcModule<Arc<Node>> {
                 })
             })
             .collect();
-        let subsidy = state.chain.params().subsidy(height);
-        let value = subsidy.checked_add(fees).map_err(|e| error(MISC_ERROR, e.to_string()))?;
+        let value = block.transactions[0].outputs[0].amount;
         Ok(json!({
             "version": 1,
-            "previousblockhash": state.chain.tip().to_string(),
+            "previousblockhash": block.header.prev_block.to_string(),
             "transactions": transactions,
             "coinbasevalue": value.to_base_units(),
             "target": hex::encode(target.to_u256().to_be_bytes()),
             "bits": format!("{:08x}", bits.to_consensus()),
             "height": height.get(),
             "mintime": state.chain.median_time_past() + 1,
-            "curtime": unix_now().max(u64::from(state.chain.median_time_past()) + 1),
+            "curtime": block.header.time,
             "sizelimit": cairn_consensus::MAX_BLOCK_SIZE,
         }))
     });
@@ -493,7 +517,15 @@ pub fn module(node: Arc<Node>) -> RpcModule<Arc<Node>> {
             Ok(Accepted::Activated) => Ok(Value::Null),
             Ok(Accepted::Duplicate) => Ok(json!("duplicate")),
             Ok(Accepted::SideBranch | Accepted::Orphan) => Ok(json!("inconclusive")),
-            Err(ChainError::Store(e)) => Err(error(MISC_ERROR, format!("store: {e}"))),
+            // Not a refusal: the node stops (see Node::abort).
+            Err(ChainError::Store(e)) => Err(error(
+                MISC_ERROR,
+                format!("the block could not be stored ({e}); the node is stopping: submit it again after a restart"),
+            )),
+            Err(e @ ChainError::StoredUnconnected(_)) => {
+                Err(error(MISC_ERROR, format!("{e}; the node is stopping and connects it at the next start")))
+            }
+            Err(e @ ChainError::Stopped) => Err(error(MISC_ERROR, e.to_string())),
             Err(e) => Err(error(VERIFY_ERROR, format!("block rejected: {e}"))),
         }
     });
@@ -641,10 +673,10 @@ pub fn module(node: Arc<Node>) -> RpcModule<Arc<Node>> {
     });
     method!("getaddressutxos", |args, node| {
         let addresses = parse_addresses(&args, node)?;
-        let state = node.state();
+        let store = store_of(node);
         let mut out = Vec::new();
         for address in &addresses {
-            for (outpoint, coin) in state.chain.address_coins(&address.lock).map_err(internal)? {
+            for (outpoint, coin) in address_coins_in(store.as_ref(), &address.lock).map_err(internal)? {
                 out.push(json!({
                     "address": address.to_string(),
                     "txid": outpoint.txid.to_string(),
@@ -659,12 +691,14 @@ pub fn module(node: Arc<Node>) -> RpcModule<Arc<Node>> {
     });
     method!("getaddressbalance", |args, node| {
         let addresses = parse_addresses(&args, node)?;
-        let state = node.state();
-        let tip = state.chain.height();
-        let maturity = state.chain.params().coinbase_maturity;
+        let store = store_of(node);
+        let maturity = node.params().coinbase_maturity;
         let (mut balance, mut immature, mut count) = (0u64, 0u64, 0u64);
         for address in &addresses {
-            for (_, coin) in state.chain.address_coins(&address.lock).map_err(internal)? {
+            let coins = address_coins_in(store.as_ref(), &address.lock).map_err(internal)?;
+            // The tip after the scan: a coin the scan saw is at or below it.
+            let tip = node.summary().tip.height;
+            for (_, coin) in coins {
                 count += 1;
                 let amount = coin.output.amount.to_base_units();
                 if coin.is_coinbase && tip.get() + 1 < coin.height.get() + maturity {
@@ -681,10 +715,10 @@ pub fn module(node: Arc<Node>) -> RpcModule<Arc<Node>> {
         let end = object_field(&args, "end").unwrap_or(u64::from(u32::MAX));
         let skip = object_field(&args, "skip").unwrap_or(0) as usize;
         let limit = object_field(&args, "limit").unwrap_or(1_000).min(10_000) as usize;
-        let state = node.state();
+        let store = store_of(node);
         let mut rows = Vec::new();
         for address in &addresses {
-            for (height, txid) in state.chain.address_history(&address.lock).map_err(internal)? {
+            for (height, txid) in address_history_in(store.as_ref(), &address.lock).map_err(internal)? {
                 if (start..=end).contains(&u64::from(height.get())) {
                     rows.push((height, txid));
                 }
@@ -705,12 +739,17 @@ pub fn module(node: Arc<Node>) -> RpcModule<Arc<Node>> {
         let skip = object_field(&args, "skip").unwrap_or(0) as usize;
         let limit = object_field(&args, "limit").unwrap_or(1_000).min(10_000) as usize;
         let locks: Vec<_> = addresses.iter().map(|a| a.lock.clone()).collect();
-        let deltas = node.state().chain.address_deltas(&locks, start..=end).map_err(internal)?;
-        let total = deltas.len();
+        let store = store_of(node);
+        // The history is read without the state lock; only placing its
+        // heights on the active chain (in memory) holds it. Only the page
+        // asked for reads blocks and undo data.
+        let history = address_history_of(store.as_ref(), &locks, start..=end).map_err(internal)?;
+        let total = history.len();
+        let page_rows: Vec<_> = history.into_iter().skip(skip).take(limit).collect();
+        let rows = node.state().chain.place_history(&page_rows).map_err(internal)?;
+        let deltas = address_deltas_in(store.as_ref(), &locks, &rows).map_err(internal)?;
         let page: Vec<Value> = deltas
             .iter()
-            .skip(skip)
-            .take(limit)
             .map(|d| {
                 let (received, sent) = (d.received.to_base_units(), d.sent.to_base_units());
                 json!({
@@ -729,26 +768,25 @@ pub fn module(node: Arc<Node>) -> RpcModule<Arc<Node>> {
     });
     method!("getaddressmempool", |args, node| {
         let addresses = parse_addresses(&args, node)?;
+        let wanted: HashMap<&Lock, &Address> = addresses.iter().map(|a| (&a.lock, a)).collect();
         let state = node.state();
         let mut out = Vec::new();
+        // One pass over the pool, whatever the number of addresses.
         for (txid, entry) in state.mempool.entries() {
-            for address in &addresses {
-                for (index, output) in entry.tx.outputs.iter().enumerate() {
-                    if output.lock == address.lock {
-                        out.push(json!({ "address": address.to_string(), "txid": txid.to_string(), "index": index, "satoshis": output.amount.to_base_units(), "timestamp": entry.time }));
-                    }
+            for (index, output) in entry.tx.outputs.iter().enumerate() {
+                if let Some(address) = wanted.get(&output.lock) {
+                    out.push(json!({ "address": address.to_string(), "txid": txid.to_string(), "index": index, "satoshis": output.amount.to_base_units(), "timestamp": entry.time }));
                 }
-                for (index, input) in entry.tx.inputs.iter().enumerate() {
-                    let spent =
-                        state.chain.coin(&input.prevout).ok().flatten().map(|c| c.output).or_else(|| {
-                            state
-                                .mempool
-                                .get(&input.prevout.txid)
-                                .and_then(|p| p.tx.outputs.get(input.prevout.index as usize).cloned())
-                        });
-                    if let Some(output) = spent.filter(|o| o.lock == address.lock) {
-                        out.push(json!({ "address": address.to_string(), "txid": txid.to_string(), "index": index, "satoshis": -(output.amount.to_base_units() as i64), "prevtxid": input.prevout.txid.to_string(), "prevout": input.prevout.index, "timestamp": entry.time }));
-                    }
+            }
+            for (index, input) in entry.tx.inputs.iter().enumerate() {
+                let spent = state.chain.coin(&input.prevout).ok().flatten().map(|c| c.output).or_else(|| {
+                    state
+                        .mempool
+                        .get(&input.prevout.txid)
+                        .and_then(|p| p.tx.outputs.get(input.prevout.index as usize).cloned())
+                });
+                if let Some((output, address)) = spent.and_then(|o| wanted.get(&o.lock).map(|a| (o, *a))) {
+                    out.push(json!({ "address": address.to_string(), "txid": txid.to_string(), "index": index, "satoshis": -(output.amount.to_base_units() as i64), "prevtxid": input.prevout.txid.to_string(), "prevout": input.prevout.index, "timestamp": entry.time }));
                 }
             }
         }

@@ -19,15 +19,15 @@ use crate::template::new_block;
 
 const NOW: u64 = 2_000_000_000;
 
-fn keypair(seed: u8) -> Keypair {
+pub(crate) fn keypair(seed: u8) -> Keypair {
     Keypair::from_seckey_slice(&Secp256k1::new(), &[seed; 32]).expect("key")
 }
 
-fn lock(key: &Keypair) -> Lock {
+pub(crate) fn lock(key: &Keypair) -> Lock {
     Lock::key(key.x_only_public_key().0.serialize())
 }
 
-fn solve(block: Block) -> Block {
+pub(crate) fn solve(block: Block) -> Block {
     let mut roller = ExtranonceRoller::new(block).expect("template");
     let solved = solve_block(&mut roller, 0, Kernel::Portable, None, &AtomicBool::new(false)).expect("bits");
     assert!(solved.found);
@@ -808,7 +808,10 @@ fn a_failed_write_in_a_run_leaves_the_chain_at_the_last_block_written() {
     store.fail_in.store(6, Ordering::SeqCst);
     let (results, reorg) = chain.submit_blocks(run.clone(), NOW);
     assert!(matches!(results[0].1, Ok(Accepted::Activated)), "{results:?}");
-    assert!(results[1..].iter().all(|(_, r)| matches!(r, Err(ChainError::Store(_)))), "{results:?}");
+    assert!(
+        results[1..].iter().all(|(_, r)| matches!(r, Err(ChainError::StoredUnconnected(_)))),
+        "{results:?}"
+    );
     assert_eq!(reorg.connected.len(), 1, "the mempool hears of the block that did connect");
     assert_eq!(chain.tip(), run[0].block_hash());
     // Memory and store agree: the set is that of a chain given only the first block.

@@ -1261,7 +1261,8 @@ impl Service {
                 use gossipsub::MessageAcceptance::{Accept, Ignore, Reject};
                 let acceptance = match &result {
                     Ok(Accepted::Activated | Accepted::SideBranch) => Accept,
-                    Ok(Accepted::Duplicate | Accepted::Orphan) | Err(ChainError::Store(_)) => Ignore,
+                    Ok(Accepted::Duplicate | Accepted::Orphan) => Ignore,
+                    Err(error) if error.is_local_failure() => Ignore,
                     Err(ChainError::Header(error)) if !error.is_permanent() => Ignore,
                     Err(_) => Reject,
                 };
@@ -1349,7 +1350,7 @@ impl Service {
                 for (hash, error) in failures {
                     tracing::info!(%peer, %hash, "block refused: {error}");
                     match error {
-                        ChainError::Store(_) => {}
+                        ref e if e.is_local_failure() => {}
                         ChainError::Header(e) if !e.is_permanent() => {}
                         _ => self.penalize(peer, Offence::InvalidBlock),
                     }
@@ -1548,6 +1549,10 @@ fn take_headers(
     if work > chain.tip_summary().chain_work && work >= minimum {
         // Checked just above, under the same lock.
         let result = chain.store_checked_headers(&pending);
+        drop(state);
+        if let Err(HeadersError::Store(error)) = &result {
+            node.abort("storing headers", error);
+        }
         return (Vec::new(), Some(seen), result);
     }
     if pending.len() > HEADER_BUDGET {
