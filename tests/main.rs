@@ -5,6 +5,7 @@
 //! fails the test loudly.
 
 mod adversary;
+mod correctness;
 mod miner;
 mod network;
 mod node;

@@ -1,9 +1,10 @@
 //! The project's own test vectors (docs/vectors.json, quoted in
 //! docs/protocol.md): a signed transaction with its txid, wtxid, digests and
 //! per-input messages; every network's genesis block; addresses; the
-//! wallet's key derivation. The test
-//! recomputes them all from the consensus crate and compares; set
-//! `CAIRN_WRITE_VECTORS=1` to rewrite the file after a deliberate change.
+//! wallet's key derivation; the UTXO set digest `gettxoutsetinfo` answers.
+//! The test recomputes them all and compares. `CAIRN_WRITE_VECTORS=1`
+//! rewrites the file after a deliberate change, and the run still fails,
+//! naming every value that changed: a changed rule never passes silently.
 
 use cairn_consensus::sighash::{sign_inputs, SighashCache};
 use cairn_consensus::transaction::{Lock, OutPoint, Transaction, TxIn, TxOut};
@@ -101,7 +102,83 @@ fn compute() -> Value {
         "genesis": genesis,
         "addresses": addresses,
         "wallet": wallet_vectors(),
+        "utxo_set": utxo_set_vector(&alice, &bob),
     })
+}
+
+/// `gettxoutsetinfo`'s digest of a small UTXO set (docs/protocol.md, 9.4):
+/// three coins, with the records the digest hashes, computed by the same
+/// function the node answers with.
+fn utxo_set_vector(alice: &Keypair, bob: &Keypair) -> Value {
+    use cairn_consensus::check::Coin;
+    use cairn_consensus::Height;
+    use cairn_node::records::{coin_bytes, outpoint_key};
+    use cairn_node::store::{Batch, Cf, MemStore, Store};
+    let coin = |units: u64, height: u32, is_coinbase: bool, key: &Keypair| Coin {
+        output: TxOut {
+            amount: Amount::from_base_units(units).expect("in range"),
+            lock: Lock::key(x_only(key)),
+        },
+        height: Height::new(height),
+        is_coinbase,
+    };
+    let coins = [
+        (
+            OutPoint { txid: "d4".repeat(32).parse().expect("hex"), index: 1 },
+            coin(1_234_567_890, 7, false, bob),
+        ),
+        (
+            OutPoint { txid: "c3".repeat(32).parse().expect("hex"), index: 0 },
+            coin(5_000_000_000, 1, true, alice),
+        ),
+        (OutPoint { txid: "d4".repeat(32).parse().expect("hex"), index: 0 }, coin(1_000, 7, false, alice)),
+    ];
+    let store = MemStore::new();
+    let mut batch = Batch::new();
+    for (outpoint, coin) in &coins {
+        batch.put(Cf::Utxo, outpoint_key(outpoint), coin_bytes(coin));
+    }
+    store.write(batch).expect("in memory");
+    let digest = cairn_node::chain::utxo_digest(&store).expect("digest");
+    let mut records: Vec<(Vec<u8>, Vec<u8>)> =
+        coins.iter().map(|(outpoint, coin)| (outpoint_key(outpoint).to_vec(), coin_bytes(coin))).collect();
+    records.sort();
+    json!({
+        "coins": coins.iter().map(|(outpoint, coin)| json!({
+            "txid": outpoint.txid.to_string(),
+            "index": outpoint.index,
+            "amount": coin.output.amount.to_base_units(),
+            "height": coin.height.get(),
+            "coinbase": coin.is_coinbase,
+            "lock_hex": hex::encode(coin.output.lock.encode()),
+        })).collect::<Vec<_>>(),
+        "records_in_order": records.iter().map(|(key, value)| json!({
+            "key_hex": hex::encode(key),
+            "value_hex": hex::encode(value),
+        })).collect::<Vec<_>>(),
+        "txouts": digest.count,
+        "total_amount": digest.total.to_base_units(),
+        "hash_serialized": hex::encode(digest.hash),
+    })
+}
+
+/// Where `published` and `computed` differ, as JSON paths.
+fn differences(published: &Value, computed: &Value, path: &str, out: &mut Vec<String>) {
+    match (published, computed) {
+        (Value::Object(a), Value::Object(b)) => {
+            for key in a.keys().chain(b.keys().filter(|k| !a.contains_key(*k))) {
+                let (x, y) = (a.get(key).unwrap_or(&Value::Null), b.get(key).unwrap_or(&Value::Null));
+                differences(x, y, &format!("{path}.{key}"), out);
+            }
+        }
+        (Value::Array(a), Value::Array(b)) if a.len() == b.len() => {
+            for (i, (x, y)) in a.iter().zip(b).enumerate() {
+                differences(x, y, &format!("{path}[{i}]"), out);
+            }
+        }
+        (a, b) if a != b => out.push(format!("{path}: {a} -> {b}")),
+        _ => {}
+    }
 }
 
 /// The wallet's derivation (docs/operations.md, "The wallet"): BIP-39's
@@ -136,13 +213,29 @@ fn docs_path(name: &str) -> std::path::PathBuf {
 fn published_vectors_match_the_code() {
     let computed = compute();
     let path = docs_path("vectors.json");
-    if std::env::var_os("CAIRN_WRITE_VECTORS").is_some() {
-        let text = serde_json::to_string_pretty(&computed).expect("serializable") + "\n";
-        std::fs::write(&path, text).expect("write docs/vectors.json");
-    }
     let published: Value = serde_json::from_slice(&std::fs::read(&path).expect("docs/vectors.json exists"))
         .expect("docs/vectors.json is JSON");
-    assert_eq!(published, computed, "docs/vectors.json is out of date");
+    let mut changed = Vec::new();
+    differences(&published, &computed, "vectors", &mut changed);
+    if !changed.is_empty() {
+        // Rewriting never makes the run pass: a changed rule must be seen.
+        let rewritten = std::env::var_os("CAIRN_WRITE_VECTORS").is_some();
+        if rewritten {
+            let text = serde_json::to_string_pretty(&computed).expect("serializable") + "\n";
+            std::fs::write(&path, text).expect("write docs/vectors.json");
+        }
+        panic!(
+            "docs/vectors.json {} the code in {} place(s):\n  {}\n{}",
+            if rewritten { "was rewritten: it differed from" } else { "differs from" },
+            changed.len(),
+            changed.join("\n  "),
+            if rewritten {
+                "check that each change is deliberate (and protocol.md quotes the new values), then run again without CAIRN_WRITE_VECTORS"
+            } else {
+                "if the change is deliberate, run once with CAIRN_WRITE_VECTORS=1 to rewrite the file"
+            }
+        );
+    }
 
     // The spec quotes the same values.
     let spec = std::fs::read_to_string(docs_path("protocol.md")).expect("docs/protocol.md exists");
@@ -164,6 +257,19 @@ fn published_vectors_match_the_code() {
     }
     for address in computed["addresses"].as_array().expect("list") {
         assert!(spec.contains(address["address"].as_str().expect("string")), "protocol.md quotes addresses");
+    }
+    let utxo_set = &computed["utxo_set"];
+    assert!(
+        spec.contains(utxo_set["hash_serialized"].as_str().expect("string")),
+        "protocol.md quotes the UTXO set's hash_serialized"
+    );
+    for record in utxo_set["records_in_order"].as_array().expect("list") {
+        for key in ["key_hex", "value_hex"] {
+            assert!(
+                spec.contains(record[key].as_str().expect("string")),
+                "protocol.md quotes each UTXO record"
+            );
+        }
     }
     for derivation in computed["wallet"]["derivations"].as_array().expect("list") {
         for key in ["receive_0", "receive_1", "change_0"] {

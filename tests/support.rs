@@ -87,8 +87,8 @@ pub struct NodeProcess {
 }
 
 impl NodeProcess {
-    /// Starts a regtest node in `datadir` with `extra` arguments and waits
-    /// until its RPC answers.
+    /// Starts a node in `datadir` with `extra` arguments (on regtest unless
+    /// they name a `--network`) and waits until its RPC answers.
     pub fn start(datadir: &Path, extra: &[&str]) -> Self {
         let address_file = datadir.join("rpc.address");
         let _ = std::fs::remove_file(&address_file);
@@ -102,8 +102,10 @@ impl NodeProcess {
             .append(true)
             .open(datadir.join("node.log"))
             .expect("node.log");
+        let network: &[&str] = if extra.contains(&"--network") { &[] } else { &["--network", "regtest"] };
         let child = Command::new(binary("cairn-node"))
-            .args(["--network", "regtest", "--rpc-bind", "127.0.0.1:0", "--datadir"])
+            .args(network)
+            .args(["--rpc-bind", "127.0.0.1:0", "--datadir"])
             .arg(datadir)
             .args(listen)
             .args(extra)
@@ -168,6 +170,18 @@ impl NodeProcess {
     pub fn kill(mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// Waits up to `timeout` for the process to exit by itself; its status.
+    pub fn wait_exit(&mut self, timeout: std::time::Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + timeout;
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        None
     }
 
     /// Asks it to stop over RPC and waits for it to exit.
