@@ -10,16 +10,16 @@ use std::process::Command;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use cairn_consensus::merkle::block_merkle_root;
 use cairn_consensus::sighash::sign_inputs;
-use cairn_consensus::transaction::SEQUENCE_FINAL;
 use cairn_consensus::{
     Address, Amount, Block, BlockHash, BlockHeader, Decode, Encode, Height, Network, OutPoint, Params,
     Transaction, TxIn, TxOut,
 };
-use cairn_miner::{solve_block, ExtranonceRoller, Kernel, EXTRANONCE_OFFSET, EXTRANONCE_SIZE};
+use cairn_miner::{solve_block, ExtranonceRoller, Kernel};
 use secp256k1::{Keypair, Secp256k1};
 use serde_json::{json, Value};
+
+use cairn_node::template::{unmined_block, Placement};
 
 use crate::support::{binary, NodeProcess, Rpc};
 use crate::vectors::asert::{run_cases, written_rule, WrittenAsert};
@@ -150,27 +150,8 @@ fn spend(outpoint: OutPoint, spent: &TxOut, from: &Keypair, to: &Keypair, fee: u
 /// coinbase paying `to` the subsidy, solved.
 fn block_on(prev: BlockHash, height: u32, time: u32, txs: Vec<Transaction>, to: &Keypair) -> Block {
     let params = Params::for_network(Network::Regtest);
-    let mut data = height.to_le_bytes().to_vec();
-    data.resize(EXTRANONCE_OFFSET + EXTRANONCE_SIZE, 0);
-    data.extend_from_slice(b"/branch/");
-    let coinbase = Transaction {
-        version: 1,
-        inputs: vec![TxIn { prevout: OutPoint::NULL, data, sequence: SEQUENCE_FINAL, witness: Vec::new() }],
-        outputs: vec![TxOut { amount: params.subsidy(Height::new(height)), lock: key_lock(to) }],
-        lock_time: 0,
-    };
-    let mut block = Block {
-        header: BlockHeader {
-            version: 1,
-            prev_block: prev,
-            merkle_root: cairn_consensus::MerkleRoot::ZERO,
-            time,
-            bits: params.genesis.header.bits,
-            nonce: 0,
-        },
-        transactions: std::iter::once(coinbase).chain(txs).collect(),
-    };
-    block.header.merkle_root = block_merkle_root(&block).root;
+    let place = Placement { prev, height: Height::new(height), time, bits: params.genesis.header.bits };
+    let block = unmined_block(&place, b"/branch/", &key_lock(to), params.subsidy(Height::new(height)), txs);
     let mut roller = ExtranonceRoller::new(block).expect("template");
     let solved = solve_block(&mut roller, 0, Kernel::Portable, None, &AtomicBool::new(false)).expect("bits");
     assert!(solved.found);

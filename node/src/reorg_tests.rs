@@ -11,21 +11,18 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 
-use cairn_consensus::merkle::block_merkle_root;
 use cairn_consensus::sighash::sign_inputs;
 use cairn_consensus::transaction::SEQUENCE_FINAL;
 use cairn_consensus::{
-    Block, BlockHash, BlockHeader, Height, Network, OutPoint, Params, Transaction, TxIn, TxOut, Txid,
-    MAX_BLOCK_SIZE,
+    Block, BlockHash, Height, Network, OutPoint, Params, Transaction, TxIn, TxOut, Txid, MAX_BLOCK_SIZE,
 };
-use cairn_miner::{EXTRANONCE_OFFSET, EXTRANONCE_SIZE};
 use proptest::prelude::*;
 use secp256k1::{Keypair, Secp256k1};
 
 use crate::chain::Accepted;
 use crate::node::{unix_now, Node};
 use crate::store::MemStore;
-use crate::template::{new_block, COINBASE_RESERVE};
+use crate::template::{new_block, unmined_block, Placement, COINBASE_RESERVE};
 use crate::tests::{keypair, lock, solve};
 
 /// What a step of the sequence does.
@@ -190,33 +187,10 @@ impl World {
     /// holding `txs`, solved.
     fn branch_block(&mut self, prev: BlockHash, height: u32, time: u32, txs: Vec<Transaction>) -> Block {
         self.salt += 1;
-        let mut data = height.to_le_bytes().to_vec();
-        data.resize(EXTRANONCE_OFFSET + EXTRANONCE_SIZE, 0);
-        data.extend_from_slice(&self.salt.to_le_bytes());
         let params = self.node.state().chain.params().clone();
-        let coinbase = Transaction {
-            version: 1,
-            inputs: vec![TxIn {
-                prevout: OutPoint::NULL,
-                data,
-                sequence: SEQUENCE_FINAL,
-                witness: Vec::new(),
-            }],
-            outputs: vec![TxOut { amount: params.subsidy(Height::new(height)), lock: lock(&self.other) }],
-            lock_time: 0,
-        };
-        let mut block = Block {
-            header: BlockHeader {
-                version: 1,
-                prev_block: prev,
-                merkle_root: cairn_consensus::MerkleRoot::ZERO,
-                time,
-                bits: params.genesis.header.bits,
-                nonce: 0,
-            },
-            transactions: std::iter::once(coinbase).chain(txs).collect(),
-        };
-        block.header.merkle_root = block_merkle_root(&block).root;
+        let place = Placement { prev, height: Height::new(height), time, bits: params.genesis.header.bits };
+        let reward = params.subsidy(Height::new(height));
+        let block = unmined_block(&place, &self.salt.to_le_bytes(), &lock(&self.other), reward, txs);
         let block = solve(block);
         self.learn(&block.transactions);
         block
@@ -316,7 +290,7 @@ impl World {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
 
     #[test]
     fn after_every_reorganization_the_pool_holds_exactly_what_is_valid_on_the_tip(

@@ -2,8 +2,11 @@
 //! chosen by the mempool, on top of the tip.
 
 use cairn_consensus::merkle::block_merkle_root;
+use cairn_consensus::pow::CompactTarget;
 use cairn_consensus::transaction::SEQUENCE_FINAL;
-use cairn_consensus::{Amount, Block, BlockHeader, Lock, OutPoint, Transaction, TxIn, TxOut};
+use cairn_consensus::{
+    Amount, Block, BlockHash, BlockHeader, Height, Lock, OutPoint, Transaction, TxIn, TxOut,
+};
 use cairn_miner::{EXTRANONCE_OFFSET, EXTRANONCE_SIZE};
 
 use crate::chain::Chain;
@@ -28,25 +31,53 @@ pub fn new_block(
     now: u64,
 ) -> Block {
     let height = chain.height().next();
-    let mut data = height.get().to_le_bytes().to_vec();
-    data.resize(EXTRANONCE_OFFSET + EXTRANONCE_SIZE, 0);
-    data.extend_from_slice(b"/cairn/");
     let reward =
         chain.params().subsidy(height).checked_add(fees).expect("subsidy plus fees within the money supply");
+    let time = u32::try_from(now).unwrap_or(u32::MAX).max(chain.median_time_past().saturating_add(1));
+    let place = Placement { prev: chain.tip(), height, time, bits: chain.next_bits() };
+    unmined_block(&place, b"/cairn/", lock, reward, transactions)
+}
+
+/// Where a block goes: on `prev`, at `height`, with `time` and `bits`.
+#[derive(Debug, Clone, Copy)]
+pub struct Placement {
+    /// The parent block.
+    pub prev: BlockHash,
+    /// The block's height.
+    pub height: Height,
+    /// Its header time.
+    pub time: u32,
+    /// Its header bits.
+    pub bits: CompactTarget,
+}
+
+/// A block at `place` whose coinbase pays `reward` to `lock` (its data: the
+/// height, the extranonce room, then `tag`), holding `transactions`; nonce
+/// zero, to be mined.
+#[must_use]
+pub fn unmined_block(
+    place: &Placement,
+    tag: &[u8],
+    lock: &Lock,
+    reward: Amount,
+    transactions: Vec<Transaction>,
+) -> Block {
+    let mut data = place.height.get().to_le_bytes().to_vec();
+    data.resize(EXTRANONCE_OFFSET + EXTRANONCE_SIZE, 0);
+    data.extend_from_slice(tag);
     let coinbase = Transaction {
         version: 1,
         inputs: vec![TxIn { prevout: OutPoint::NULL, data, sequence: SEQUENCE_FINAL, witness: Vec::new() }],
         outputs: vec![TxOut { amount: reward, lock: lock.clone() }],
         lock_time: 0,
     };
-    let time = u32::try_from(now).unwrap_or(u32::MAX).max(chain.median_time_past().saturating_add(1));
     let mut block = Block {
         header: BlockHeader {
             version: 1,
-            prev_block: chain.tip(),
+            prev_block: place.prev,
             merkle_root: cairn_consensus::MerkleRoot::ZERO,
-            time,
-            bits: chain.next_bits(),
+            time: place.time,
+            bits: place.bits,
             nonce: 0,
         },
         transactions: std::iter::once(coinbase).chain(transactions).collect(),
