@@ -32,7 +32,12 @@ fn one_in_two_out(
     let half = Amount::from_base_units(49_000_000).expect("in range");
     let mut tx = Transaction {
         version: 1,
-        inputs: vec![TxIn { prevout, data: Vec::new(), sequence: u32::MAX, witness: Vec::new() }],
+        inputs: vec![TxIn {
+            prevout,
+            data: Vec::new(),
+            sequence: u32::MAX,
+            witness: cairn_consensus::Witness::new(),
+        }],
         outputs: vec![
             TxOut { amount: half, lock: Lock::key(key) },
             TxOut { amount: half, lock: Lock::key(key) },
@@ -82,7 +87,7 @@ fn bench(c: &mut Criterion) {
     // whole contextual input check (digests, message, amounts) plus verify.
     let (tx, coin) = &txs[0];
     let message = SighashCache::new(tx, &[&coin.output], params.genesis_hash).message(0);
-    let signature: [u8; 64] = tx.inputs[0].witness[0].as_slice().try_into().expect("64 bytes");
+    let signature: [u8; 64] = tx.inputs[0].witness[0].try_into().expect("64 bytes");
     let key_bytes = owner.x_only_public_key().0.serialize();
     let key = XOnlyPublicKey::from_byte_array(&key_bytes).expect("valid");
     let sig = schnorr::Signature::from_byte_array(signature);

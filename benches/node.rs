@@ -120,7 +120,7 @@ fn signature_checks(first: &Block, body: &[Block]) -> Vec<SignatureCheck> {
             checks.push(SignatureCheck {
                 input: 0,
                 message: SighashCache::new(tx, &[spent], genesis).message(0),
-                signature: tx.inputs[0].witness[0].as_slice().try_into().expect("64 bytes"),
+                signature: tx.inputs[0].witness[0].try_into().expect("64 bytes"),
                 key: spent.lock.key_bytes().expect("a key lock"),
             });
         }

@@ -270,7 +270,12 @@ fn block_on_tip(rpc: &Rpc, txs: Vec<Transaction>, bad_work: bool) -> Block {
     data.extend_from_slice(&[7; 8]);
     let coinbase = Transaction {
         version: 1,
-        inputs: vec![TxIn { prevout: OutPoint::NULL, data, sequence: u32::MAX, witness: Vec::new() }],
+        inputs: vec![TxIn {
+            prevout: OutPoint::NULL,
+            data,
+            sequence: u32::MAX,
+            witness: cairn_consensus::Witness::new(),
+        }],
         outputs: vec![TxOut {
             amount: params.subsidy(cairn_consensus::Height::new(height)),
             lock: Lock::key(keypair(9).x_only_public_key().0.serialize()),

@@ -41,7 +41,12 @@ fn compute() -> Value {
         version: 1,
         inputs: prevouts
             .iter()
-            .map(|p| TxIn { prevout: *p, data: Vec::new(), sequence: 0xffff_fffd, witness: Vec::new() })
+            .map(|p| TxIn {
+                prevout: *p,
+                data: Vec::new(),
+                sequence: 0xffff_fffd,
+                witness: cairn_consensus::Witness::new(),
+            })
             .collect(),
         outputs: vec![
             TxOut { amount: Amount::from_coins(60), lock: Lock::key(x_only(&bob)) },

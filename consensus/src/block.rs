@@ -99,6 +99,14 @@ impl Block {
         self.header.block_hash()
     }
 
+    /// Bytes it holds: the value itself and its heap (capacities).
+    #[must_use]
+    pub fn memory_bytes(&self) -> usize {
+        std::mem::size_of::<Self>()
+            + self.transactions.capacity() * std::mem::size_of::<Transaction>()
+            + self.transactions.iter().map(Transaction::heap_bytes).sum::<usize>()
+    }
+
     /// Serialized size with witnesses.
     #[must_use]
     pub fn size(&self) -> usize {
@@ -124,9 +132,8 @@ impl Decode for Block {
         let start = reader.position();
         let header = BlockHeader::decode_from(reader)?;
         let count = reader.count("transaction", MIN_ENCODED_TRANSACTION_SIZE)?;
-        let mut transactions = Vec::with_capacity(count);
-        for _ in 0..count {
-            transactions.push(Transaction::decode_from(reader)?);
+        let transactions = crate::encode::decode_list(count, || {
+            let tx = Transaction::decode_from(reader)?;
             let used = reader.position() - start;
             if used > MAX_BLOCK_SIZE {
                 return Err(DecodeError::OverLimit {
@@ -135,7 +142,8 @@ impl Decode for Block {
                     limit: MAX_BLOCK_SIZE as u64,
                 });
             }
-        }
+            Ok(tx)
+        })?;
         Ok(Self { header, transactions })
     }
 

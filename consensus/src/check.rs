@@ -236,11 +236,9 @@ pub fn check_inputs(
             .lock
             .key_bytes()
             .ok_or(TxError::UnknownLockVersion { output: index, version: coin.output.lock.version })?;
-        let signature: [u8; 64] = match input.witness.as_slice() {
-            [item] => {
-                item.as_slice().try_into().map_err(|_| TxError::BadWitness { input: index, items: 1 })?
-            }
-            items => return Err(TxError::BadWitness { input: index, items: items.len() }),
+        let signature: [u8; 64] = match input.witness.single() {
+            Some(item) => item.try_into().map_err(|_| TxError::BadWitness { input: index, items: 1 })?,
+            None => return Err(TxError::BadWitness { input: index, items: input.witness.len() }),
         };
         signatures.push(SignatureCheck {
             input: index,

@@ -186,6 +186,37 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// Items of a decoded list allocated before any is read. A count is backed
+/// by the bytes left in the message, but the items it promises may not
+/// decode, so room beyond this is taken only as they do.
+pub const MAX_PREALLOCATED_ITEMS: usize = 1_024;
+
+/// Decodes `count` items with `item` into a vector: room for at most
+/// [`MAX_PREALLOCATED_ITEMS`] up front, more as items decode, and room
+/// left over above an eighth given back, so that the vector's memory
+/// stays within 9/8 of what its items need.
+///
+/// # Errors
+/// The first item's error.
+pub fn decode_list<T>(
+    count: usize,
+    mut item: impl FnMut() -> Result<T, DecodeError>,
+) -> Result<Vec<T>, DecodeError> {
+    let mut items = Vec::with_capacity(count.min(MAX_PREALLOCATED_ITEMS));
+    for _ in 0..count {
+        items.push(item()?);
+    }
+    trim_excess(&mut items);
+    Ok(items)
+}
+
+/// Gives back a vector's unused room when it is over an eighth of its length.
+pub fn trim_excess<T>(items: &mut Vec<T>) {
+    if items.capacity() - items.len() > items.len() / 8 {
+        items.shrink_to_fit();
+    }
+}
+
 /// Appends the CompactSize encoding of `value` to `out`.
 pub fn write_compact_size(out: &mut Vec<u8>, value: u64) {
     match value {

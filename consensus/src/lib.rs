@@ -54,8 +54,10 @@ pub use hash::{BlockHash, MerkleRoot, Txid, Wtxid};
 pub use height::Height;
 pub use params::{Network, Params};
 pub use pow::{CompactTarget, Target, Work, U256};
-pub use transaction::{Lock, OutPoint, Transaction, TxIn, TxOut};
+pub use transaction::{Lock, OutPoint, Transaction, TxIn, TxOut, Witness};
 
+#[cfg(test)]
+mod decode_tests;
 #[cfg(test)]
 mod prop_tests;
 #[cfg(test)]

@@ -157,7 +157,12 @@ pub fn genesis_block(message: &str, time: u32, bits: CompactTarget, nonce: u32) 
     data.extend_from_slice(message.as_bytes());
     let coinbase = Transaction {
         version: 1,
-        inputs: vec![TxIn { prevout: OutPoint::NULL, data, sequence: SEQUENCE_FINAL, witness: Vec::new() }],
+        inputs: vec![TxIn {
+            prevout: OutPoint::NULL,
+            data,
+            sequence: SEQUENCE_FINAL,
+            witness: crate::Witness::new(),
+        }],
         outputs: vec![TxOut { amount: Amount::ZERO, lock: Lock::key(UNSPENDABLE_KEY) }],
         lock_time: 0,
     };

@@ -37,7 +37,7 @@ fn input() -> impl Strategy<Value = TxIn> {
             prevout: OutPoint { txid: Txid::from_byte_array(txid), index },
             data,
             sequence,
-            witness,
+            witness: crate::Witness::from_items(witness),
         })
 }
 

@@ -233,18 +233,18 @@ fn witness_must_be_one_64_byte_signature() {
     let coins_in: Vec<_> = spent.iter().map(|(_, c)| c.clone()).collect();
     let mut tx = signed_tx(&spent, vec![pay(9_000, 3)], 2, &params);
     check_inputs(&tx, &coins_in, h(200), 0, &params).expect("one 64-byte item");
-    tx.inputs[0].witness[0].push(0);
+    let signature = tx.inputs[0].witness[0].to_vec();
+    tx.inputs[0].witness = crate::Witness::from_items([[signature.as_slice(), &[0]].concat()]);
     assert_eq!(
         check_inputs(&tx, &coins_in, h(200), 0, &params),
         Err(TxError::BadWitness { input: 0, items: 1 })
     );
-    tx.inputs[0].witness[0].truncate(64);
-    tx.inputs[0].witness.push(vec![0; 64]);
+    tx.inputs[0].witness = crate::Witness::from_items([signature, vec![0; 64]]);
     assert_eq!(
         check_inputs(&tx, &coins_in, h(200), 0, &params),
         Err(TxError::BadWitness { input: 0, items: 2 })
     );
-    tx.inputs[0].witness.clear();
+    tx.inputs[0].witness = crate::Witness::new();
     assert_eq!(
         check_inputs(&tx, &coins_in, h(200), 0, &params),
         Err(TxError::BadWitness { input: 0, items: 0 })
@@ -329,7 +329,7 @@ fn body_not_matching_header_does_not_mark_invalid() {
     assert!(matches!(error, BlockError::MerkleMismatch { .. }));
     assert!(!error.marks_invalid());
     let mut witnessed = crate::testkit::block(&params, 1, 1, vec![]);
-    witnessed.transactions[0].inputs[0].witness = vec![vec![1]];
+    witnessed.transactions[0].inputs[0].witness = crate::Witness::from_items([[1]]);
     let error = check_block(&witnessed, &params).expect_err("coinbase witness");
     assert_eq!(error, BlockError::CoinbaseWitness);
     assert!(!error.marks_invalid());
@@ -364,12 +364,15 @@ fn block_size_limit_is_inclusive() {
     block.transactions.push(signed_tx(&spent, vec![pay(1, 3)], 2, &p));
     let room = MAX_BLOCK_SIZE - block.size();
     // The item's length prefix grows from 1 to 5 bytes (0xfe form).
-    block.transactions[1].inputs[0].witness[0].resize(64 + room - 4, 0);
+    let mut item = block.transactions[1].inputs[0].witness[0].to_vec();
+    item.resize(64 + room - 4, 0);
+    block.transactions[1].inputs[0].witness = crate::Witness::from_items([&item]);
     finish(&mut block);
     assert_eq!(block.size(), MAX_BLOCK_SIZE);
     check_block(&block, &params).expect("exactly at the limit");
     assert_eq!(Block::decode(&block.encode()).as_ref(), Ok(&block));
-    block.transactions[1].inputs[0].witness[0].push(0);
+    item.push(0);
+    block.transactions[1].inputs[0].witness = crate::Witness::from_items([&item]);
     finish(&mut block);
     assert_eq!(
         check_block(&block, &params),

@@ -177,7 +177,7 @@ pub fn sign_inputs_with<C: secp256k1::Signing>(
         };
         let message = cache.message(index as u32);
         let signature = secp.sign_schnorr_with_aux_rand(&message, &keypair, aux_rand);
-        input.witness = vec![signature.to_byte_array().to_vec()];
+        input.witness = crate::Witness::from_items([signature.to_byte_array()]);
         signed += 1;
     }
     signed

@@ -68,7 +68,12 @@ pub fn coinbase(height: u32, outputs: Vec<TxOut>) -> Transaction {
     data.extend_from_slice(b"test");
     Transaction {
         version: 1,
-        inputs: vec![TxIn { prevout: OutPoint::NULL, data, sequence: SEQUENCE_FINAL, witness: Vec::new() }],
+        inputs: vec![TxIn {
+            prevout: OutPoint::NULL,
+            data,
+            sequence: SEQUENCE_FINAL,
+            witness: crate::Witness::new(),
+        }],
         outputs,
         lock_time: 0,
     }

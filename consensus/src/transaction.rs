@@ -9,7 +9,10 @@
 //! hashes everything but the witness section; the wtxid hashes it all.
 
 use crate::amount::Amount;
-use crate::encode::{compact_size_len, write_compact_size, Decode, DecodeError, Encode, Reader};
+use crate::encode::{
+    compact_size_len, decode_list, trim_excess, write_compact_size, Decode, DecodeError, Encode, Reader,
+    MAX_PREALLOCATED_ITEMS,
+};
 use crate::hash::{sha256d, Txid, Wtxid};
 
 /// Smallest encoded input: txid, index, empty data, sequence.
@@ -111,14 +114,117 @@ pub struct TxIn {
     /// Sequence; lock time counts only when some input's is not [`SEQUENCE_FINAL`].
     pub sequence: u32,
     /// Witness items: for a version-1 lock, one 64-byte signature.
-    pub witness: Vec<Vec<u8>>,
+    pub witness: Witness,
+}
+
+/// An input's witness items, kept in one buffer with the end of each item
+/// (as rust-bitcoin's `Witness` does): an item costs 4 bytes besides its
+/// own, so even a message of empty items decodes to a few times its size
+/// on the wire rather than the 24 bytes a `Vec` per item would take.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct Witness {
+    bytes: Vec<u8>,
+    ends: Vec<u32>,
+}
+
+impl Witness {
+    /// No items.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The witness of `items`, in order.
+    pub fn from_items<I: AsRef<[u8]>>(items: impl IntoIterator<Item = I>) -> Self {
+        let mut witness = Self::new();
+        for item in items {
+            witness.push(item.as_ref());
+        }
+        witness
+    }
+
+    /// Appends `item`.
+    ///
+    /// # Panics
+    /// When the items together pass 4 GiB (a decoded witness is bounded
+    /// by its block).
+    pub fn push(&mut self, item: &[u8]) {
+        self.bytes.extend_from_slice(item);
+        self.ends.push(u32::try_from(self.bytes.len()).expect("a witness under 4 GiB"));
+    }
+
+    /// How many items.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Whether it has no items.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    fn range(&self, index: usize) -> Option<std::ops::Range<usize>> {
+        let end = *self.ends.get(index)? as usize;
+        let start = if index == 0 { 0 } else { self.ends[index - 1] as usize };
+        Some(start..end)
+    }
+
+    /// Item `index`.
+    #[must_use]
+    pub fn get(&self, index: usize) -> Option<&[u8]> {
+        self.range(index).map(|range| &self.bytes[range])
+    }
+
+    /// Item `index`, to change its bytes in place.
+    #[must_use]
+    pub fn get_mut(&mut self, index: usize) -> Option<&mut [u8]> {
+        self.range(index).map(|range| &mut self.bytes[range])
+    }
+
+    /// The items, in order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = &[u8]> + '_ {
+        (0..self.len()).map(|index| self.get(index).expect("index below len"))
+    }
+
+    /// Bytes of heap it holds (capacities, not lengths).
+    #[must_use]
+    pub fn heap_bytes(&self) -> usize {
+        self.bytes.capacity() + self.ends.capacity() * std::mem::size_of::<u32>()
+    }
+
+    /// The only item, when there is exactly one.
+    #[must_use]
+    pub fn single(&self) -> Option<&[u8]> {
+        if self.len() == 1 {
+            self.get(0)
+        } else {
+            None
+        }
+    }
 }
 
 impl TxIn {
     /// An input spending `prevout`, final sequence, not yet signed.
     #[must_use]
     pub fn spending(prevout: OutPoint) -> Self {
-        Self { prevout, data: Vec::new(), sequence: SEQUENCE_FINAL, witness: Vec::new() }
+        Self { prevout, data: Vec::new(), sequence: SEQUENCE_FINAL, witness: Witness::new() }
+    }
+}
+
+impl std::ops::Index<usize> for Witness {
+    type Output = [u8];
+
+    fn index(&self, index: usize) -> &[u8] {
+        self.get(index).unwrap_or_else(|| panic!("witness item {index} of {}", self.len()))
+    }
+}
+
+impl std::ops::IndexMut<usize> for Witness {
+    fn index_mut(&mut self, index: usize) -> &mut [u8] {
+        let len = self.len();
+        self.get_mut(index).unwrap_or_else(|| panic!("witness item {index} of {len}"))
     }
 }
 
@@ -165,6 +271,18 @@ pub struct Transaction {
 }
 
 impl Transaction {
+    /// Bytes of heap it holds (capacities, not lengths), for bounding what
+    /// decoding a message costs.
+    #[must_use]
+    pub fn heap_bytes(&self) -> usize {
+        let inputs: usize = self.inputs.iter().map(|i| i.data.capacity() + i.witness.heap_bytes()).sum();
+        let outputs: usize = self.outputs.iter().map(|o| o.lock.payload.capacity()).sum();
+        self.inputs.capacity() * std::mem::size_of::<TxIn>()
+            + self.outputs.capacity() * std::mem::size_of::<TxOut>()
+            + inputs
+            + outputs
+    }
+
     /// The encoding without the witness section.
     #[must_use]
     pub fn encode_base(&self) -> Vec<u8> {
@@ -247,7 +365,7 @@ impl Encode for Transaction {
         self.encode_base_to(out);
         for input in &self.inputs {
             write_compact_size(out, input.witness.len() as u64);
-            for item in &input.witness {
+            for item in input.witness.iter() {
                 write_compact_size(out, item.len() as u64);
                 out.extend_from_slice(item);
             }
@@ -259,26 +377,27 @@ impl Decode for Transaction {
     fn decode_from(reader: &mut Reader<'_>) -> Result<Self, DecodeError> {
         let version = reader.u32()?;
         let input_count = reader.count("input", MIN_INPUT_SIZE)?;
-        let mut inputs = Vec::with_capacity(input_count);
-        for _ in 0..input_count {
+        let mut inputs = decode_list(input_count, || {
             let prevout = OutPoint::decode_from(reader)?;
             let data = reader.var_bytes("input data")?.to_vec();
             let sequence = reader.u32()?;
-            inputs.push(TxIn { prevout, data, sequence, witness: Vec::new() });
-        }
+            Ok(TxIn { prevout, data, sequence, witness: Witness::new() })
+        })?;
         let output_count = reader.count("output", MIN_OUTPUT_SIZE)?;
-        let mut outputs = Vec::with_capacity(output_count);
-        for _ in 0..output_count {
-            outputs.push(TxOut::decode_from(reader)?);
-        }
+        let outputs = decode_list(output_count, || TxOut::decode_from(reader))?;
         let lock_time = reader.u32()?;
         for input in &mut inputs {
             let item_count = reader.count("witness item", 1)?;
-            let mut items = Vec::with_capacity(item_count);
+            let mut witness = Witness {
+                bytes: Vec::new(),
+                ends: Vec::with_capacity(item_count.min(MAX_PREALLOCATED_ITEMS)),
+            };
             for _ in 0..item_count {
-                items.push(reader.var_bytes("witness item")?.to_vec());
+                witness.push(reader.var_bytes("witness item")?);
             }
-            input.witness = items;
+            trim_excess(&mut witness.bytes);
+            trim_excess(&mut witness.ends);
+            input.witness = witness;
         }
         Ok(Self { version, inputs, outputs, lock_time })
     }

@@ -333,7 +333,12 @@ fn block_from_template(
     data.extend_from_slice(b"/cairn-miner/");
     let coinbase = Transaction {
         version: 1,
-        inputs: vec![TxIn { prevout: OutPoint::NULL, data, sequence: SEQUENCE_FINAL, witness: Vec::new() }],
+        inputs: vec![TxIn {
+            prevout: OutPoint::NULL,
+            data,
+            sequence: SEQUENCE_FINAL,
+            witness: cairn_consensus::Witness::new(),
+        }],
         outputs: vec![TxOut { amount: value, lock: lock.clone() }],
         lock_time: 0,
     };

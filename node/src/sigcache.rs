@@ -301,7 +301,7 @@ mod tests {
             }],
             lock_time: 0,
         };
-        tx.inputs[0].witness = vec![vec![3; 64]];
+        tx.inputs[0].witness = cairn_consensus::Witness::from_items([[3; 64]]);
         let cache = SignatureCache::new(16);
         cache.insert_transactions([&tx]);
         assert!(cache.contains_transaction(&tx));

@@ -67,7 +67,12 @@ pub fn unmined_block(
     data.extend_from_slice(tag);
     let coinbase = Transaction {
         version: 1,
-        inputs: vec![TxIn { prevout: OutPoint::NULL, data, sequence: SEQUENCE_FINAL, witness: Vec::new() }],
+        inputs: vec![TxIn {
+            prevout: OutPoint::NULL,
+            data,
+            sequence: SEQUENCE_FINAL,
+            witness: cairn_consensus::Witness::new(),
+        }],
         outputs: vec![TxOut { amount: reward, lock: lock.clone() }],
         lock_time: 0,
     };

@@ -241,7 +241,7 @@ mod tests {
                         prevout: OutPoint { txid: Txid::from_byte_array([1; 32]), index: i as u32 },
                         data: Vec::new(),
                         sequence: u32::MAX,
-                        witness: vec![vec![0; 64]],
+                        witness: cairn_consensus::Witness::from_items([[0; 64]]),
                     })
                     .collect(),
                 outputs: (0..outputs)
