@@ -282,3 +282,38 @@ fn the_devnet_command_runs_connected_mining_nodes_and_stops_them_all() {
         assert!(!dir.join(".cookie").exists(), "node {index} stopped cleanly (its cookie is gone)");
     }
 }
+
+#[test]
+fn a_second_node_on_a_peer_port_in_use_refuses_to_start() {
+    let first_dir = tempfile::tempdir().expect("tempdir");
+    let first = NodeProcess::start(first_dir.path(), &[]);
+    let address = first.p2p_address();
+    let listen = address.split("/p2p/").next().expect("an address").to_owned();
+    let second_dir = tempfile::tempdir().expect("tempdir");
+    let log = second_dir.path().join("refused.log");
+    let mut child = std::process::Command::new(crate::support::binary("cairn-node"))
+        .args(["--network", "regtest", "--rpc-bind", "127.0.0.1:0", "--listen", &listen, "--datadir"])
+        .arg(second_dir.path())
+        .stderr(std::fs::File::create(&log).expect("log"))
+        .spawn()
+        .expect("cairn-node runs");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the second node is running on a port in use");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let stderr = std::fs::read_to_string(&log).expect("log");
+    assert!(!status.success(), "the second node starts: {stderr}");
+    assert!(stderr.contains("in use") && stderr.contains("--listen"), "it says why and what to do: {stderr}");
+    // Asked to, it shares the port.
+    let shared = NodeProcess::start(second_dir.path(), &["--listen", &listen, "--allow-shared-port"]);
+    assert_eq!(shared.p2p_address().split("/p2p/").next(), Some(listen.as_str()));
+    shared.stop();
+    first.stop();
+}

@@ -53,6 +53,10 @@ struct Cli {
     /// devnet and regtest, /ip4/0.0.0.0/tcp/<port> on main). Repeatable.
     #[arg(long)]
     listen: Vec<Multiaddr>,
+    /// Listen even where another program already listens on the port
+    /// (the kernel then splits inbound connections between the two).
+    #[arg(long)]
+    allow_shared_port: bool,
     /// A peer to connect to and stay connected to, as a multiaddr. Repeatable.
     #[arg(long)]
     connect: Vec<Multiaddr>,
@@ -206,6 +210,7 @@ fn run(cli: Cli) -> Result<()> {
     network.connect = cli.connect.clone();
     network.mdns = cli.mdns;
     network.discovery = !cli.no_discovery;
+    network.allow_shared_port = cli.allow_shared_port;
     network.max_inbound = cli.max_inbound;
     let handle = {
         let _runtime = runtime.enter();

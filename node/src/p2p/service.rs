@@ -102,6 +102,10 @@ pub struct NetworkConfig {
     /// mDNS; without it only `connect` peers are dialed (inbound peers are
     /// still accepted), for fixed topologies.
     pub discovery: bool,
+    /// Whether to listen on a TCP port another program already listens on
+    /// (libp2p's sockets allow it, and the kernel then splits inbound
+    /// connections between the two); refused unless asked for.
+    pub allow_shared_port: bool,
 }
 
 impl NetworkConfig {
@@ -120,7 +124,36 @@ impl NetworkConfig {
             ban_duration: DEFAULT_BAN,
             minimum_chain_work: Work::ZERO,
             discovery: true,
+            allow_shared_port: false,
         }
+    }
+}
+
+/// Refuses a listen address whose TCP port another socket listens on.
+/// libp2p listens with `SO_REUSEPORT`, so a second node on the same port
+/// would start and quietly take half of the first one's inbound peers; a
+/// plain socket (without it) cannot bind there, which is the test.
+///
+/// # Errors
+/// [`NetworkError::PortInUse`] when the port is taken.
+pub fn check_port_free(address: &Multiaddr) -> Result<(), NetworkError> {
+    use libp2p::multiaddr::Protocol;
+    let mut parts = address.iter();
+    let ip: std::net::IpAddr = match parts.next() {
+        Some(Protocol::Ip4(ip)) => ip.into(),
+        Some(Protocol::Ip6(ip)) => ip.into(),
+        _ => return Ok(()),
+    };
+    let Some(Protocol::Tcp(port)) = parts.next() else { return Ok(()) };
+    if port == 0 {
+        return Ok(());
+    }
+    match std::net::TcpListener::bind((ip, port)) {
+        Err(error) if error.kind() == std::io::ErrorKind::AddrInUse => {
+            Err(NetworkError::PortInUse(address.clone()))
+        }
+        // Other failures (no such address here) are libp2p's to report.
+        _ => Ok(()),
     }
 }
 
@@ -141,6 +174,13 @@ pub enum NetworkError {
     /// libp2p refused the setup or an address.
     #[error("{0}")]
     Setup(String),
+    /// Another program listens on the port.
+    #[error(
+        "the peer-to-peer address {0} is in use by another program (another node?): give another \
+         with --listen, or --allow-shared-port to share the port (the kernel then splits inbound \
+         connections between the two)"
+    )]
+    PortInUse(Multiaddr),
 }
 
 /// A connected peer, as RPC shows it.
@@ -482,6 +522,9 @@ pub fn start(node: Arc<Node>, config: NetworkConfig) -> Result<NetworkHandle, Ne
     swarm.behaviour_mut().gossipsub.subscribe(&blocks).map_err(|e| setup(&e))?;
     swarm.behaviour_mut().gossipsub.subscribe(&transactions).map_err(|e| setup(&e))?;
     for address in &config.listen {
+        if !config.allow_shared_port {
+            check_port_free(address)?;
+        }
         swarm.listen_on(address.clone()).map_err(|e| setup(&format!("listening on {address}: {e}")))?;
     }
     let now = unix_now();
