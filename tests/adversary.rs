@@ -438,3 +438,91 @@ fn an_adversarial_peer_is_refused_banned_and_never_relayed() {
     victim.rpc.ok("clearbanned", json!([]));
     assert_eq!(banned(&victim.rpc), Vec::<String>::new());
 }
+
+/// The score the victim gives `peer`, while it is connected.
+fn score_of(rpc: &Rpc, peer: &PeerId) -> Option<f64> {
+    rpc.ok("getpeerinfo", json!([]))
+        .as_array()
+        .expect("peers")
+        .iter()
+        .find(|p| p["id"] == json!(peer.to_string()))
+        .and_then(|p| p["score"].as_f64())
+}
+
+#[test]
+fn answers_are_capped_races_cost_nothing_and_work_is_checked_before_the_body() {
+    let (dir_v, dir_h) = (tempfile::tempdir().expect("tempdir"), tempfile::tempdir().expect("tempdir"));
+    let victim = NodeProcess::start(dir_v.path(), &["--no-discovery"]);
+    let honest = NodeProcess::start(dir_h.path(), &["--no-discovery", "--connect", &victim.p2p_address()]);
+    honest.rpc.ok("generatetoaddress", json!([102, address(1)]));
+    wait_until(60, "the victim to follow the honest node", || tip(&victim.rpc) == tip(&honest.rpc));
+    let target = victim.p2p_address();
+    let regtest = Params::for_network(Network::Regtest);
+
+    // A race of propagation costs nothing: a transaction whose lock time
+    // the victim's tip has not reached (the sender's might have).
+    let mut racer = Adversary::connect(&target);
+    let coinbase = block_at(&victim.rpc, 1).transactions[0].clone();
+    let mut early = spend(&coinbase, 0, 1, 5, 1_000);
+    early.lock_time = 1_000_000;
+    early.inputs[0].sequence = 0;
+    cairn_consensus::sighash::sign_inputs(
+        &secp256k1::Secp256k1::new(),
+        &mut early,
+        &[&coinbase.outputs[0]],
+        regtest.genesis_hash,
+        &keypair(1),
+        &[3; 32],
+    );
+    racer.publish(transactions_topic(&regtest.genesis_hash), early.encode());
+    assert!(!racer.until_disconnected(Duration::from_secs(3)), "not disconnected for a race");
+    assert_eq!(score_of(&victim.rpc, &racer.peer_id()), Some(0.0), "and not penalized");
+    assert_eq!(victim.rpc.ok("getrawmempool", json!([])), json!([]), "nor accepted");
+
+    // A blocks request naming one block 128 times: a protocol violation,
+    // no amplified answer; three ban (each costs 50, and scores decay).
+    let mut amplifier = Adversary::connect(&target);
+    let hash = tip(&victim.rpc).as_str().expect("hash").parse().expect("hash");
+    let request = Request::Blocks(vec![hash; 128]).to_bytes();
+    for _ in 0..3 {
+        amplifier.send_raw(Frame::honest(request.clone()));
+    }
+    let mut answered = 0;
+    let disconnected = amplifier.drive(Duration::from_secs(30), |event| {
+        if let SwarmEvent::Behaviour(AttackerEvent::Sync(request_response::Event::Message {
+            message: request_response::Message::Response { response, .. },
+            ..
+        })) = event
+        {
+            // The stream closed without an answer reads as no bytes.
+            answered += response.len();
+        }
+        matches!(event, SwarmEvent::ConnectionClosed { num_established: 0, .. })
+    });
+    assert!(disconnected, "banned for asking for one block many times");
+    assert_eq!(answered, 0, "no answer (no byte) to an amplifying request");
+    assert!(banned(&victim.rpc).contains(&amplifier.peer_id().to_string()));
+
+    // A 1.9 MB gossiped block whose header has no work is refused before
+    // its body (about 1.9 million empty witness items) is decoded.
+    let mut heavy = block_on_tip(&victim.rpc, Vec::new(), true);
+    let items = std::iter::repeat_n(Vec::<u8>::new(), 1_900_000);
+    heavy.transactions[0].inputs[0].witness = cairn_consensus::Witness::from_items(items);
+    let memory_before = rss_kib(victim.pid());
+    let mut heavy_sender = Adversary::connect(&target);
+    heavy_sender.publish_block(&heavy);
+    assert!(heavy_sender.until_disconnected(Duration::from_secs(20)), "banned for a block without work");
+    let log = std::fs::read_to_string(dir_v.path().join("node.log")).expect("log");
+    assert!(log.contains("refused before decoding"), "the body was never decoded");
+    let memory_after = rss_kib(victim.pid());
+    assert!(
+        memory_after < memory_before + 32 * 1024,
+        "memory stays bounded: {memory_before} KiB then {memory_after} KiB"
+    );
+
+    // The victim still follows and serves the honest chain.
+    let next: Value = honest.rpc.ok("generatetoaddress", json!([1, address(1)]));
+    wait_until(60, "the victim to take the honest block", || tip(&victim.rpc) == next[0]);
+    victim.stop();
+    honest.stop();
+}

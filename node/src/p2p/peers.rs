@@ -10,6 +10,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::files::{read_capped, write_private};
 
+use cairn_consensus::TxError;
+
+use crate::chain::ChainError;
+use crate::mempool::MempoolError;
+
 /// A score at or below this bans the peer.
 pub const BAN_THRESHOLD: f64 = -100.0;
 /// A penalty loses half its weight in this time.
@@ -255,9 +260,68 @@ impl PeerBook {
     }
 }
 
+/// What a block refused for `error` costs the peer that sent it, as
+/// Bitcoin Core weighs it: a block breaking a rule its sender must have
+/// checked is the worst there is (a ban at once); our own storage failing,
+/// a time too far ahead of our clock (it may be ours that is behind) cost
+/// nothing.
+#[must_use]
+pub fn block_offence(error: &ChainError) -> Option<Offence> {
+    match error {
+        e if e.is_local_failure() => None,
+        ChainError::Header(e) if !e.is_permanent() => None,
+        _ => Some(Offence::InvalidBlock),
+    }
+}
+
+/// What a relayed transaction refused for `error` costs its sender: only
+/// breaking a consensus rule its sender must have checked costs (as an
+/// invalid transaction). Policy (fee, dust, size, a full pool, a
+/// replacement's terms) and races of propagation (a parent not seen yet,
+/// already known or confirmed, a lock time or coinbase maturity reached at
+/// the sender's tip but not yet at ours) cost nothing.
+#[must_use]
+pub fn transaction_offence(error: &MempoolError) -> Option<Offence> {
+    match error {
+        MempoolError::Consensus(TxError::NotFinal { .. } | TxError::ImmatureCoinbase { .. }) => None,
+        MempoolError::Consensus(_) | MempoolError::Coinbase => Some(Offence::InvalidTransaction),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One case of each class of the penalty table (docs/operations.md).
+    #[test]
+    fn consensus_breaches_cost_and_policy_refusals_and_races_do_not() {
+        use cairn_consensus::{BlockError, HeaderError, Height, OutPoint};
+        // Consensus-invalid data its sender must have checked.
+        let bad_signature = MempoolError::Consensus(TxError::BadSignature { input: 0 });
+        assert_eq!(transaction_offence(&bad_signature), Some(Offence::InvalidTransaction));
+        let bad_block = ChainError::Block(BlockError::NoTransactions);
+        assert_eq!(block_offence(&bad_block), Some(Offence::InvalidBlock));
+        assert_eq!(Offence::InvalidBlock.penalty(), -BAN_THRESHOLD, "an invalid block bans at once");
+        // Policy.
+        assert_eq!(transaction_offence(&MempoolError::FeeTooLow { rate: 0, min: 1 }), None);
+        assert_eq!(transaction_offence(&MempoolError::Full), None);
+        // Races of propagation.
+        assert_eq!(transaction_offence(&MempoolError::MissingInputs(OutPoint::NULL)), None);
+        let not_final = TxError::NotFinal { lock_time: 10, height: Height::new(9), median_time: 0 };
+        assert_eq!(transaction_offence(&MempoolError::Consensus(not_final)), None);
+        let immature = TxError::ImmatureCoinbase {
+            input: 0,
+            coin_height: Height::new(5),
+            spend_height: Height::new(6),
+            maturity: 100,
+        };
+        assert_eq!(transaction_offence(&MempoolError::Consensus(immature)), None);
+        let ahead = ChainError::Header(HeaderError::TimeTooNew { time: 100, max: 50 });
+        assert_eq!(block_offence(&ahead), None);
+        // Our own failures.
+        assert_eq!(block_offence(&ChainError::Stopped), None);
+    }
 
     #[test]
     fn scores_decay_and_ban_at_the_threshold() {

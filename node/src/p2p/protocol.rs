@@ -26,14 +26,15 @@ pub const MAX_LOCATOR: usize = 101;
 /// Blocks asked for in one request, at most (the answer's byte budget
 /// bounds full blocks; small blocks come many to a round trip).
 pub const MAX_BLOCKS_PER_REQUEST: usize = 128;
-/// An answer with blocks stops adding them past this many bytes (it always
-/// holds at least one block that was asked for and is known).
+/// An answer with blocks holds at most this many bytes of blocks: a block
+/// that would pass it is left out (the first one asked for and known
+/// always fits: a block is at most half of it).
 pub const BLOCKS_ANSWER_BUDGET: usize = 2 * MAX_BLOCK_SIZE;
 /// Largest request read: a full locator with room to spare.
 pub const MAX_REQUEST_SIZE: usize = 8 * 1024;
-/// Largest answer read: a blocks answer at its budget plus one more block,
+/// Largest answer read: a blocks answer at its budget (with its framing),
 /// or a full headers answer.
-pub const MAX_RESPONSE_SIZE: usize = BLOCKS_ANSWER_BUDGET + MAX_BLOCK_SIZE + 1024;
+pub const MAX_RESPONSE_SIZE: usize = BLOCKS_ANSWER_BUDGET + 1024;
 /// Room for gossipsub's envelope (signature, key, topic, sequence number).
 pub const GOSSIP_ENVELOPE: usize = 64 * 1024;
 /// Largest gossip message on the blocks topic: a full block and the

@@ -16,13 +16,15 @@
 //! reported Accept (valid), Reject (invalid: the sender is penalized) or
 //! Ignore (duplicate or not checkable yet: no penalty).
 
+use crate::store::{Cf, Store};
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use cairn_consensus::{Block, BlockHash, BlockHeader, Decode, Encode, Transaction, Work};
+use cairn_consensus::chain::check_header;
+use cairn_consensus::{Block, BlockHash, BlockHeader, Decode, Encode, Transaction, Work, HEADER_SIZE};
 use libp2p::futures::stream::FuturesUnordered;
 use libp2p::futures::StreamExt;
 use libp2p::multiaddr::Protocol;
@@ -35,7 +37,7 @@ use libp2p::{
 use serde::Serialize;
 use tokio::sync::{broadcast, mpsc};
 
-use super::peers::{Bans, Offence, PeerBook, Score, DEFAULT_BAN};
+use super::peers::{block_offence, transaction_offence, Bans, Offence, PeerBook, Score, DEFAULT_BAN};
 use super::protocol::{
     blocks_topic, identify_version, kad_protocol, sync_protocol, transactions_topic, Request, Response,
     Status, SyncCodec, BLOCKS_ANSWER_BUDGET, GOSSIP_ENVELOPE, MAX_BLOCKS_PER_REQUEST, MAX_GOSSIP_SIZE,
@@ -1043,6 +1045,18 @@ impl Service {
         }
         let node = self.node.clone();
         if message.topic == self.blocks_topic.hash() {
+            // The header's proof of work first: a body is decoded (and its
+            // memory spent) only for a header someone paid work for.
+            let header = message
+                .data
+                .get(..HEADER_SIZE)
+                .map(|bytes| BlockHeader::from_bytes(&bytes.try_into().expect("HEADER_SIZE bytes")));
+            if let Some(Err(error)) = header.map(|h| check_header(&h, self.node.params())) {
+                tracing::info!(peer = %source, "gossiped block refused before decoding: {error}");
+                self.report(&id, &source, gossipsub::MessageAcceptance::Reject);
+                self.penalize(source, Offence::InvalidBlock);
+                return;
+            }
             let Ok(block) = Block::decode(&message.data) else {
                 self.report(&id, &source, gossipsub::MessageAcceptance::Reject);
                 self.penalize(source, Offence::ProtocolViolation);
@@ -1135,19 +1149,16 @@ impl Service {
                 self.penalize(peer, Offence::ProtocolViolation);
             }
             Request::Blocks(hashes) => {
+                // A hash asked twice is a request to amplify the answer.
+                let mut seen = HashSet::with_capacity(hashes.len());
+                if !hashes.iter().all(|hash| seen.insert(*hash)) {
+                    tracing::debug!(%peer, "blocks request names a block twice");
+                    drop(channel);
+                    self.penalize(peer, Offence::ProtocolViolation);
+                    return;
+                }
                 self.tasks.push(tokio::task::spawn_blocking(move || {
-                    let mut blocks = Vec::new();
-                    let mut size = 0;
-                    for hash in hashes {
-                        let block = node.state().chain.block_bytes(&hash).ok().flatten();
-                        if let Some(block) = block {
-                            size += block.len();
-                            blocks.push(block);
-                            if size >= BLOCKS_ANSWER_BUDGET {
-                                break;
-                            }
-                        }
-                    }
+                    let blocks = blocks_answer(node.store().as_ref(), &hashes, BLOCKS_ANSWER_BUDGET);
                     Outcome::Respond(channel, Response::EncodedBlocks(blocks), peer)
                 }));
             }
@@ -1302,12 +1313,11 @@ impl Service {
             }
             Outcome::GossipBlock { source, id, result } => {
                 use gossipsub::MessageAcceptance::{Accept, Ignore, Reject};
-                let acceptance = match &result {
-                    Ok(Accepted::Activated | Accepted::SideBranch) => Accept,
-                    Ok(Accepted::Duplicate | Accepted::Orphan) => Ignore,
-                    Err(error) if error.is_local_failure() => Ignore,
-                    Err(ChainError::Header(error)) if !error.is_permanent() => Ignore,
-                    Err(_) => Reject,
+                let offence = result.as_ref().err().and_then(block_offence);
+                let acceptance = match (&result, offence) {
+                    (Ok(Accepted::Activated | Accepted::SideBranch), _) => Accept,
+                    (_, Some(_)) => Reject,
+                    _ => Ignore,
                 };
                 if let Err(error) = &result {
                     tracing::info!(peer = %source, "gossiped block refused: {error}");
@@ -1317,8 +1327,8 @@ impl Service {
                 // the sender.
                 if !self.gossiped_blocks.remove(&id).unwrap_or(false) {
                     self.report(&id, &source, acceptance);
-                    if acceptance == Reject {
-                        self.penalize(source, Offence::InvalidBlock);
+                    if let Some(offence) = offence {
+                        self.penalize(source, offence);
                     }
                 }
                 if matches!(result, Ok(Accepted::Orphan)) {
@@ -1338,14 +1348,15 @@ impl Service {
             }
             Outcome::GossipTransaction { source, id, result } => {
                 use gossipsub::MessageAcceptance::{Accept, Ignore, Reject};
-                let acceptance = match &result {
-                    Ok(()) => Accept,
-                    Err(MempoolError::Consensus(_) | MempoolError::Coinbase) => Reject,
-                    Err(_) => Ignore,
+                let offence = result.as_ref().err().and_then(transaction_offence);
+                let acceptance = match (&result, offence) {
+                    (Ok(()), _) => Accept,
+                    (_, Some(_)) => Reject,
+                    _ => Ignore,
                 };
                 self.report(&id, &source, acceptance);
-                if acceptance == Reject {
-                    self.penalize(source, Offence::InvalidTransaction);
+                if let Some(offence) = offence {
+                    self.penalize(source, offence);
                 }
             }
             Outcome::Headers { peer, full, pending, seen, result } => {
@@ -1392,10 +1403,8 @@ impl Service {
                 self.tell_tip();
                 for (hash, error) in failures {
                     tracing::info!(%peer, %hash, "block refused: {error}");
-                    match error {
-                        ref e if e.is_local_failure() => {}
-                        ChainError::Header(e) if !e.is_permanent() => {}
-                        _ => self.penalize(peer, Offence::InvalidBlock),
+                    if let Some(offence) = block_offence(&error) {
+                        self.penalize(peer, offence);
                     }
                 }
                 self.schedule_blocks();
@@ -1560,6 +1569,24 @@ impl Service {
 /// Checks headers a peer sent (continuing what it sent before, or starting
 /// from a block we know) and stores the run once it beats the active chain
 /// and the minimum chain work. Returns what is still pending.
+/// The stored encodings of the blocks named in `hashes` that this node
+/// has, in the order asked, read from the store without the state lock:
+/// a block joins the answer only while the answer stays within `budget`
+/// bytes (the first always does: a block is at most half the budget).
+fn blocks_answer(store: &dyn Store, hashes: &[BlockHash], budget: usize) -> Vec<Vec<u8>> {
+    let mut blocks = Vec::new();
+    let mut size = 0;
+    for hash in hashes {
+        let Ok(Some(block)) = store.get(Cf::Bodies, &hash.to_byte_array()) else { continue };
+        if !blocks.is_empty() && size + block.len() > budget {
+            break;
+        }
+        size += block.len();
+        blocks.push(block);
+    }
+    blocks
+}
+
 fn take_headers(
     node: &Node,
     mut pending: Vec<BlockHeader>,
@@ -1602,4 +1629,32 @@ fn take_headers(
         pending.clear();
     }
     (pending, Some(seen), Ok(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::p2p::protocol::MAX_RESPONSE_SIZE;
+    use crate::store::{Batch, MemStore};
+
+    /// Three stored "blocks" of 1.5 MB: an answer never passes its budget,
+    /// even when the next block would (the old check came after adding).
+    #[test]
+    fn a_blocks_answer_never_passes_its_budget() {
+        let store = MemStore::new();
+        let hashes: Vec<BlockHash> = (1..=3u8).map(|i| BlockHash::from_byte_array([i; 32])).collect();
+        let mut batch = Batch::new();
+        for hash in &hashes {
+            batch.put(Cf::Bodies, hash.to_byte_array(), vec![0u8; 1_500_000]);
+        }
+        store.write(batch).expect("write");
+        let missing = BlockHash::from_byte_array([9; 32]);
+        let asked = [missing, hashes[0], hashes[1], hashes[2]];
+        let answer = blocks_answer(&store, &asked, BLOCKS_ANSWER_BUDGET);
+        assert_eq!(answer.len(), 2, "two fit in {BLOCKS_ANSWER_BUDGET} bytes, three do not");
+        assert!(answer.iter().map(Vec::len).sum::<usize>() <= BLOCKS_ANSWER_BUDGET);
+        // One block larger than a small budget still goes alone.
+        assert_eq!(blocks_answer(&store, &hashes, 1_000).len(), 1);
+        assert!(Response::EncodedBlocks(answer).encoded_len() <= MAX_RESPONSE_SIZE);
+    }
 }
