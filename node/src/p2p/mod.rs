@@ -6,12 +6,15 @@
 //! - [`protocol`]: the sync messages, their bytes and size caps, and the
 //!   names (protocols, topics) that carry the genesis hash.
 //! - [`peers`]: scores with decay, bans kept on disk, the peer book.
+//! - [`serve`]: the budgets of validation and serving: what one peer, and
+//!   all together, can make the node hold.
 //! - [`service`]: the actor: one task owns the swarm; the rest of the node
 //!   talks to it through a bounded command channel and the node's
 //!   announcements; validation runs on blocking threads, never in the loop.
 
 pub mod peers;
 pub mod protocol;
+pub mod serve;
 pub mod service;
 
 pub use service::{start, NetworkConfig, NetworkHandle, PeerInfo};

@@ -41,8 +41,10 @@ pub enum Offence {
     ProtocolViolation,
     /// Data nobody asked for.
     Unrequested,
-    /// A request left unanswered past its deadline.
+    /// A request left unanswered past its deadline, or an answer left unread.
     Stall,
+    /// Gossip past its validation bounds a thousand times in 10 s (see `p2p::serve`).
+    Flood,
 }
 
 impl Offence {
@@ -55,6 +57,7 @@ impl Offence {
             Self::InvalidTransaction => 20.0,
             Self::Unrequested => 10.0,
             Self::Stall => 5.0,
+            Self::Flood => 50.0,
         }
     }
 
@@ -68,6 +71,7 @@ impl Offence {
             Self::ProtocolViolation => "protocol violation",
             Self::Unrequested => "unrequested data",
             Self::Stall => "stalled request",
+            Self::Flood => "gossip flood",
         }
     }
 }

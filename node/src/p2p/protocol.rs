@@ -116,11 +116,15 @@ pub enum Response {
     /// [`Response::Blocks`] is (and read back as one), without decoding and
     /// encoding each block on the way out.
     EncodedBlocks(Vec<Vec<u8>>),
+    /// The answerer is at its serving budget for the asker (or for all):
+    /// ask again later or elsewhere. Not an offence.
+    Busy,
 }
 
 const KIND_STATUS: u8 = 0;
 const KIND_HEADERS: u8 = 1;
 const KIND_BLOCKS: u8 = 2;
+const KIND_BUSY: u8 = 3;
 
 fn encode_status(status: &Status, out: &mut Vec<u8>) {
     out.extend_from_slice(&status.genesis.to_byte_array());
@@ -247,6 +251,7 @@ impl Response {
                     out.extend_from_slice(block);
                 }
             }
+            Self::Busy => out.push(KIND_BUSY),
         }
         out
     }
@@ -260,6 +265,7 @@ impl Response {
             Self::Headers(headers) => count(headers.len()) + 80 * headers.len(),
             Self::Blocks(blocks) => count(blocks.len()) + blocks.iter().map(Block::size).sum::<usize>(),
             Self::EncodedBlocks(blocks) => count(blocks.len()) + blocks.iter().map(Vec::len).sum::<usize>(),
+            Self::Busy => 0,
         }
     }
 
@@ -297,6 +303,7 @@ impl Response {
                 let blocks = (0..count).map(|_| Block::decode_from(&mut reader)).collect::<Result<_, _>>()?;
                 Self::Blocks(blocks)
             }
+            KIND_BUSY => Self::Busy,
             other => return Err(unknown_kind(other)),
         };
         reader.finish()?;

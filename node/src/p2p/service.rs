@@ -41,8 +41,9 @@ use super::peers::{block_offence, transaction_offence, Bans, Offence, PeerBook, 
 use super::protocol::{
     blocks_topic, identify_version, kad_protocol, sync_protocol, transactions_topic, Request, Response,
     Status, SyncCodec, BLOCKS_ANSWER_BUDGET, GOSSIP_ENVELOPE, MAX_BLOCKS_PER_REQUEST, MAX_GOSSIP_SIZE,
-    MAX_LOCATOR,
+    MAX_LOCATOR, MAX_RESPONSE_SIZE,
 };
+use super::serve::{Admission, Budget, Gossip};
 use crate::chain::{Accepted, ChainError, HeadersError, TipSummary, MAX_HEADERS_PER_ANSWER};
 use crate::files::{read_capped, write_private};
 use crate::mempool::{MempoolError, MAX_STANDARD_TX_SIZE};
@@ -368,7 +369,14 @@ impl Asked {
 
 /// Work done off the loop, and what came of it.
 enum Outcome {
-    Respond(request_response::ResponseChannel<Response>, Response, PeerId),
+    Respond {
+        channel: request_response::ResponseChannel<Response>,
+        response: Response,
+        peer: PeerId,
+        request: request_response::InboundRequestId,
+        /// The bytes the answer reserved in the serving budget.
+        reserved: usize,
+    },
     GossipBlock {
         source: PeerId,
         id: gossipsub::MessageId,
@@ -600,6 +608,8 @@ pub fn start(node: Arc<Node>, config: NetworkConfig) -> Result<NetworkHandle, Ne
         delivered_bytes: 0,
         avoid: HashMap::new(),
         tasks: FuturesUnordered::new(),
+        budget: Budget::default(),
+        answering: HashMap::new(),
         connector,
         connected,
         valid_out,
@@ -640,6 +650,10 @@ struct Service {
     /// for it again soon.
     avoid: HashMap<(BlockHash, PeerId), Instant>,
     tasks: FuturesUnordered<tokio::task::JoinHandle<Outcome>>,
+    /// Validations and answers in progress, per peer and in total.
+    budget: Budget<PeerId>,
+    /// Answers handed to libp2p, until written or dropped: their peer and size.
+    answering: HashMap<request_response::InboundRequestId, (PeerId, usize)>,
     /// To the block-sync thread; dropping it stops the thread.
     connector: std::sync::mpsc::SyncSender<(PeerId, Vec<Block>, usize)>,
     /// What the block-sync thread made of each answer, and gossiped blocks
@@ -941,6 +955,7 @@ impl Service {
             SwarmEvent::ConnectionClosed { peer_id, num_established, .. } => {
                 if num_established == 0 {
                     self.peers.remove(&peer_id);
+                    self.budget.forget(peer_id);
                     self.blocks_in_flight.retain(|_, p| *p != peer_id);
                     tracing::info!(peer = %peer_id, "peer disconnected");
                 } else if let Some(state) = self.peers.get_mut(&peer_id) {
@@ -994,13 +1009,20 @@ impl Service {
                 self.on_gossip(propagation_source, message_id, message);
             }
             BehaviourEvent::Sync(request_response::Event::Message { peer, message, .. }) => match message {
-                request_response::Message::Request { request, channel, .. } => {
-                    self.on_request(peer, request, channel)
+                request_response::Message::Request { request, channel, request_id } => {
+                    self.on_request(peer, request_id, request, channel);
                 }
                 request_response::Message::Response { request_id, response } => {
                     self.on_response(peer, request_id, response);
                 }
             },
+            BehaviourEvent::Sync(request_response::Event::ResponseSent { request_id, .. }) => {
+                self.answer_finished(request_id, false);
+            }
+            BehaviourEvent::Sync(request_response::Event::InboundFailure { request_id, error, .. }) => {
+                let timed_out = matches!(error, request_response::InboundFailure::Timeout);
+                self.answer_finished(request_id, timed_out);
+            }
             BehaviourEvent::Sync(request_response::Event::OutboundFailure {
                 peer,
                 request_id,
@@ -1057,7 +1079,11 @@ impl Service {
                 self.penalize(source, Offence::InvalidBlock);
                 return;
             }
+            if !self.admit_gossip(source, &id, Gossip::Block) {
+                return;
+            }
             let Ok(block) = Block::decode(&message.data) else {
+                self.budget.end_validation(source, Gossip::Block);
                 self.report(&id, &source, gossipsub::MessageAcceptance::Reject);
                 self.penalize(source, Offence::ProtocolViolation);
                 return;
@@ -1096,7 +1122,11 @@ impl Service {
                 Outcome::GossipBlock { source, id, result }
             }));
         } else if message.topic == self.transactions_topic.hash() {
+            if !self.admit_gossip(source, &id, Gossip::Transaction) {
+                return;
+            }
             let Ok(tx) = Transaction::decode(&message.data) else {
+                self.budget.end_validation(source, Gossip::Transaction);
                 self.report(&id, &source, gossipsub::MessageAcceptance::Reject);
                 self.penalize(source, Offence::ProtocolViolation);
                 return;
@@ -1112,6 +1142,20 @@ impl Service {
         }
     }
 
+    /// Whether to validate a gossip message: past the validation bounds it
+    /// is ignored (not forwarded), and a peer past them a thousand times in
+    /// a window is penalized as a flood.
+    fn admit_gossip(&mut self, source: PeerId, id: &gossipsub::MessageId, kind: Gossip) -> bool {
+        let admission = self.budget.admit_gossip(source, kind, Instant::now());
+        if admission != Admission::Validate {
+            self.report(id, &source, gossipsub::MessageAcceptance::Ignore);
+        }
+        if admission == Admission::Flood {
+            self.penalize(source, Offence::Flood);
+        }
+        admission == Admission::Validate
+    }
+
     fn report(
         &mut self,
         id: &gossipsub::MessageId,
@@ -1121,9 +1165,37 @@ impl Service {
         self.swarm.behaviour_mut().gossipsub.report_message_validation_result(id, source, acceptance);
     }
 
+    /// An answer handed to libp2p was written, or dropped; one that timed
+    /// out (the peer kept its window closed) costs a stall.
+    fn answer_finished(&mut self, request: request_response::InboundRequestId, timed_out: bool) {
+        let Some((peer, size)) = self.answering.remove(&request) else { return };
+        self.budget.answer_done(peer, size);
+        if timed_out {
+            self.penalize(peer, Offence::Stall);
+        }
+    }
+
+    /// Starts an answer that may hold `reserve` bytes, or answers busy.
+    fn admit_answer(
+        &mut self,
+        peer: PeerId,
+        reserve: usize,
+        channel: request_response::ResponseChannel<Response>,
+    ) -> Option<request_response::ResponseChannel<Response>> {
+        match self.budget.start_answer(peer, reserve, Instant::now()) {
+            Ok(()) => Some(channel),
+            Err(busy) => {
+                tracing::debug!(%peer, ?busy, "busy: request not served");
+                let _ = self.swarm.behaviour_mut().sync.send_response(channel, Response::Busy);
+                None
+            }
+        }
+    }
+
     fn on_request(
         &mut self,
         peer: PeerId,
+        request_id: request_response::InboundRequestId,
         request: Request,
         channel: request_response::ResponseChannel<Response>,
     ) {
@@ -1138,9 +1210,12 @@ impl Service {
                 self.on_status(peer, status);
             }
             Request::Headers { locator } => {
+                let reserved = 16 + 80 * MAX_HEADERS_PER_ANSWER;
+                let Some(channel) = self.admit_answer(peer, reserved, channel) else { return };
                 self.tasks.push(tokio::task::spawn_blocking(move || {
                     let headers = node.state().chain.headers_after(&locator, MAX_HEADERS_PER_ANSWER);
-                    Outcome::Respond(channel, Response::Headers(headers), peer)
+                    let response = Response::Headers(headers);
+                    Outcome::Respond { channel, response, peer, request: request_id, reserved }
                 }));
             }
             Request::Malformed(reason) => {
@@ -1157,9 +1232,12 @@ impl Service {
                     self.penalize(peer, Offence::ProtocolViolation);
                     return;
                 }
+                let reserved = MAX_RESPONSE_SIZE;
+                let Some(channel) = self.admit_answer(peer, reserved, channel) else { return };
                 self.tasks.push(tokio::task::spawn_blocking(move || {
                     let blocks = blocks_answer(node.store().as_ref(), &hashes, BLOCKS_ANSWER_BUDGET);
-                    Outcome::Respond(channel, Response::EncodedBlocks(blocks), peer)
+                    let response = Response::EncodedBlocks(blocks);
+                    Outcome::Respond { channel, response, peer, request: request_id, reserved }
                 }));
             }
         }
@@ -1217,6 +1295,21 @@ impl Service {
             (Asked::Status, Response::Status(status)) => self.on_status(peer, status),
             (Asked::Headers, Response::Headers(headers)) => self.on_headers(peer, headers),
             (Asked::Blocks(asked), Response::Blocks(blocks)) => self.on_blocks(peer, &asked, blocks),
+            // At its serving budget: not an offence; ask again later or elsewhere.
+            (asked, Response::Busy) => {
+                tracing::debug!(%peer, ?asked, "peer busy");
+                if let Some(state) = self.peers.get_mut(&peer) {
+                    state.headers_in_flight &= !matches!(asked, Asked::Headers);
+                }
+                if let Asked::Blocks(hashes) = asked {
+                    let now = Instant::now();
+                    for hash in hashes {
+                        self.blocks_in_flight.remove(&hash);
+                        self.avoid.insert((hash, peer), now);
+                    }
+                    self.schedule_blocks();
+                }
+            }
             (asked, _) => {
                 tracing::debug!(%peer, ?asked, "answer of the wrong kind");
                 if let Some(state) = self.peers.get_mut(&peer) {
@@ -1295,12 +1388,17 @@ impl Service {
 
     fn on_outcome(&mut self, outcome: Outcome) {
         match outcome {
-            Outcome::Respond(channel, response, peer) => {
-                let size = response.encoded_len() as u64;
+            Outcome::Respond { channel, response, peer, request, reserved } => {
+                let size = response.encoded_len();
+                self.budget.answer_built(peer, reserved, size);
                 if let Some(state) = self.peers.get_mut(&peer) {
-                    state.bytes_out += size;
+                    state.bytes_out += size as u64;
                 }
-                let _ = self.swarm.behaviour_mut().sync.send_response(channel, response);
+                if self.swarm.behaviour_mut().sync.send_response(channel, response).is_ok() {
+                    self.answering.insert(request, (peer, size));
+                } else {
+                    self.budget.answer_done(peer, size);
+                }
             }
             Outcome::GossipBlockValid { source, id } => {
                 // Unless the task's own outcome came first.
@@ -1312,6 +1410,7 @@ impl Service {
                 }
             }
             Outcome::GossipBlock { source, id, result } => {
+                self.budget.end_validation(source, Gossip::Block);
                 use gossipsub::MessageAcceptance::{Accept, Ignore, Reject};
                 let offence = result.as_ref().err().and_then(block_offence);
                 let acceptance = match (&result, offence) {
@@ -1347,6 +1446,7 @@ impl Service {
                 self.schedule_blocks();
             }
             Outcome::GossipTransaction { source, id, result } => {
+                self.budget.end_validation(source, Gossip::Transaction);
                 use gossipsub::MessageAcceptance::{Accept, Ignore, Reject};
                 let offence = result.as_ref().err().and_then(transaction_offence);
                 let acceptance = match (&result, offence) {
@@ -1634,7 +1734,6 @@ fn take_headers(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::p2p::protocol::MAX_RESPONSE_SIZE;
     use crate::store::{Batch, MemStore};
 
     /// Three stored "blocks" of 1.5 MB: an answer never passes its budget,
