@@ -526,3 +526,60 @@ fn answers_are_capped_races_cost_nothing_and_work_is_checked_before_the_body() {
     victim.stop();
     honest.stop();
 }
+
+/// A TCP connection to 127.0.0.1:`port` from the loopback address `from`.
+fn connect_from(from: [u8; 4], port: u16) -> io::Result<std::net::TcpStream> {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+    socket.bind(&std::net::SocketAddr::from((from, 0)).into())?;
+    socket.connect(&std::net::SocketAddr::from(([127, 0, 0, 1], port)).into())?;
+    Ok(socket.into())
+}
+
+#[test]
+fn connections_that_never_handshake_do_not_lock_honest_peers_out() {
+    let dir_v = tempfile::tempdir().expect("tempdir");
+    let victim = NodeProcess::start(dir_v.path(), &["--no-discovery"]);
+    let address = victim.p2p_address();
+    let port: u16 =
+        address.split("/tcp/").nth(1).and_then(|r| r.split('/').next()).expect("port").parse().expect("port");
+    // 48 connections from one host, 127.0.0.2 (more than the 32 pending
+    // slots), that send nothing, each reopened as soon as the victim
+    // closes it; the honest node dials from 127.0.0.1.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flooder = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut open: Vec<std::net::TcpStream> = Vec::new();
+            let mut opened = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                open.retain(|stream| {
+                    let mut byte = [0u8; 1];
+                    stream.set_nonblocking(true).expect("nonblocking");
+                    !matches!(stream.peek(&mut byte), Ok(0))
+                });
+                while open.len() < 48 {
+                    let Ok(stream) = connect_from([127, 0, 0, 2], port) else { break };
+                    open.push(stream);
+                    opened += 1;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            opened
+        })
+    };
+    std::thread::sleep(Duration::from_secs(1));
+    let dir_h = tempfile::tempdir().expect("tempdir");
+    let started = std::time::Instant::now();
+    let honest = NodeProcess::start(dir_h.path(), &["--no-discovery", "--connect", &address]);
+    wait_until(30, "the honest node to connect", || {
+        honest.rpc.ok("getpeerinfo", json!([])).as_array().is_some_and(|peers| !peers.is_empty())
+    });
+    let waited = started.elapsed();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let opened = flooder.join().expect("flooder");
+    println!("honest peer connected after {waited:?} while one host held {opened} silent connections");
+    // Its first dial gets in: no wait for the silent ones to time out (10 s).
+    assert!(waited < Duration::from_secs(8), "connected after {waited:?}");
+    honest.stop();
+    victim.stop();
+}

@@ -6,6 +6,7 @@
 //! - [`protocol`]: the sync messages, their bytes and size caps, and the
 //!   names (protocols, topics) that carry the genesis hash.
 //! - [`peers`]: scores with decay, bans kept on disk, the peer book.
+//! - [`pending`]: handshakes in progress bounded per IP address.
 //! - [`serve`]: the budgets of validation and serving: what one peer, and
 //!   all together, can make the node hold.
 //! - [`service`]: the actor: one task owns the swarm; the rest of the node
@@ -13,6 +14,7 @@
 //!   announcements; validation runs on blocking threads, never in the loop.
 
 pub mod peers;
+pub mod pending;
 pub mod protocol;
 pub mod serve;
 pub mod service;

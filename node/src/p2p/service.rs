@@ -38,6 +38,7 @@ use serde::Serialize;
 use tokio::sync::{broadcast, mpsc};
 
 use super::peers::{block_offence, transaction_offence, Bans, Offence, PeerBook, Score, DEFAULT_BAN};
+use super::pending::PendingPerIp;
 use super::protocol::{
     blocks_topic, identify_version, kad_protocol, sync_protocol, transactions_topic, Request, Response,
     Status, SyncCodec, BLOCKS_ANSWER_BUDGET, GOSSIP_ENVELOPE, MAX_BLOCKS_PER_REQUEST, MAX_GOSSIP_SIZE,
@@ -318,6 +319,8 @@ impl NetworkHandle {
 
 #[derive(NetworkBehaviour)]
 struct Behaviour {
+    // First: a connection it refuses is never counted by the others.
+    pending: PendingPerIp,
     limits: connection_limits::Behaviour,
     blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
     identify: identify::Behaviour,
@@ -506,6 +509,7 @@ pub fn start(node: Arc<Node>, config: NetworkConfig) -> Result<NetworkHandle, Ne
                 .with_max_established_outgoing(Some(config.outbound_target as u32 * 2 + 8))
                 .with_max_established_per_peer(Some(2));
             Ok(Behaviour {
+                pending: PendingPerIp::default(),
                 limits: connection_limits::Behaviour::new(limits),
                 blocked: allow_block_list::Behaviour::default(),
                 identify: identify::Behaviour::new(
