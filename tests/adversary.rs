@@ -583,3 +583,91 @@ fn connections_that_never_handshake_do_not_lock_honest_peers_out() {
     honest.stop();
     victim.stop();
 }
+
+#[test]
+fn floods_of_orphans_and_deep_requests_leave_the_node_serving_and_following() {
+    let (dir_v, dir_h) = (tempfile::tempdir().expect("tempdir"), tempfile::tempdir().expect("tempdir"));
+    let victim = NodeProcess::start(dir_v.path(), &["--no-discovery"]);
+    let honest = NodeProcess::start(dir_h.path(), &["--no-discovery", "--connect", &victim.p2p_address()]);
+    honest.rpc.ok("generatetoaddress", json!([200, address(1)]));
+    wait_until(60, "the victim to follow the honest node", || tip(&victim.rpc) == tip(&honest.rpc));
+    let target = victim.p2p_address();
+    let memory_before = rss_kib(victim.pid());
+
+    // 1. Requests for deep blocks at the full rate: 200 requests of 128
+    //    blocks each, at once. Past 8 answers in flight the victim answers
+    //    busy; nothing is held beyond the budget.
+    let mut reader = Adversary::connect(&target);
+    let deep: Vec<cairn_consensus::BlockHash> = (1..=128)
+        .map(|h| victim.rpc.ok("getblockhash", json!([h])).as_str().expect("hash").parse().expect("hash"))
+        .collect();
+    let request = Request::Blocks(deep).to_bytes();
+    for _ in 0..200 {
+        reader.send_raw(Frame::honest(request.clone()));
+    }
+    let busy_bytes = Response::Busy.to_bytes();
+    let (mut served, mut busy, mut failed) = (0, 0, 0);
+    reader.drive(Duration::from_secs(60), |event| {
+        match event {
+            SwarmEvent::Behaviour(AttackerEvent::Sync(request_response::Event::Message {
+                message: request_response::Message::Response { response, .. },
+                ..
+            })) => {
+                if response.get(4..) == Some(busy_bytes.as_slice()) {
+                    busy += 1;
+                } else if response.len() > 4 {
+                    served += 1;
+                } else {
+                    failed += 1;
+                }
+            }
+            SwarmEvent::Behaviour(AttackerEvent::Sync(request_response::Event::OutboundFailure {
+                ..
+            })) => {
+                failed += 1;
+            }
+            _ => {}
+        }
+        served + busy + failed == 200
+    });
+    println!("200 deep requests at once: {served} served, {busy} busy, {failed} failed or dropped");
+    assert!(served >= 8, "the budget's answers are served ({served})");
+    assert!(busy > 0, "the rest are told busy, not queued ({busy})");
+    assert_eq!(score_of(&victim.rpc, &reader.peer_id()), Some(0.0), "asking is no offence");
+
+    // 2. A flood of valid-looking blocks (their work is real) whose parents
+    //    nobody has: ignored, none forwarded, the orphan pool bounded.
+    let mut flooder = Adversary::connect(&target);
+    let regtest = Params::for_network(Network::Regtest);
+    for n in 0..300u32 {
+        let mut orphan = block_on_tip(&victim.rpc, Vec::new(), false);
+        orphan.header.prev_block = cairn_consensus::BlockHash::from_byte_array([(n % 251) as u8 + 1; 32]);
+        orphan.header.time += n;
+        while check_header(&orphan.header, &regtest).is_err() {
+            orphan.header.nonce += 1;
+        }
+        flooder.publish_block(&orphan);
+        flooder.drive(Duration::from_millis(5), |_| false);
+    }
+    flooder.drive(Duration::from_secs(3), |_| false);
+
+    // 3. Frames that claim 4 GiB: refused unread, and they cost.
+    let mut claimer = Adversary::connect(&target);
+    for _ in 0..3 {
+        claimer.send_raw(Frame { claimed: u32::MAX, body: vec![1, 2] });
+    }
+    assert!(claimer.until_disconnected(Duration::from_secs(30)), "banned for frames claiming 4 GiB");
+
+    let memory_after = rss_kib(victim.pid());
+    println!("victim RSS {memory_before} KiB before the floods, {memory_after} KiB after");
+    assert!(
+        memory_after < memory_before + 128 * 1024,
+        "memory stays within the budgets: {memory_before} KiB then {memory_after} KiB"
+    );
+    // The victim still follows the honest chain and serves it.
+    let next: Value = honest.rpc.ok("generatetoaddress", json!([5, address(1)]));
+    wait_until(60, "the victim to take the honest blocks", || tip(&victim.rpc) == next[4]);
+    assert_eq!(honest.rpc.ok("getrawmempool", json!([])), json!([]));
+    victim.stop();
+    honest.stop();
+}
