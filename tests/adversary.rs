@@ -305,13 +305,20 @@ fn not_known(rpc: &Rpc, block: &Block) -> bool {
     rpc.call("getblockheader", json!([block.block_hash().to_string()])).is_err()
 }
 
-#[test]
-fn an_adversarial_peer_is_refused_banned_and_never_relayed() {
+/// A victim (no discovery) and an honest node connected to it that mined
+/// `blocks`, once the victim follows; with their data directories.
+fn victim_and_honest(blocks: u64) -> (tempfile::TempDir, tempfile::TempDir, NodeProcess, NodeProcess) {
     let (dir_v, dir_h) = (tempfile::tempdir().expect("tempdir"), tempfile::tempdir().expect("tempdir"));
     let victim = NodeProcess::start(dir_v.path(), &["--no-discovery"]);
     let honest = NodeProcess::start(dir_h.path(), &["--no-discovery", "--connect", &victim.p2p_address()]);
-    honest.rpc.ok("generatetoaddress", json!([102, address(1)]));
+    honest.rpc.ok("generatetoaddress", json!([blocks, address(1)]));
     wait_until(60, "the victim to follow the honest node", || tip(&victim.rpc) == tip(&honest.rpc));
+    (dir_v, dir_h, victim, honest)
+}
+
+#[test]
+fn an_adversarial_peer_is_refused_banned_and_never_relayed() {
+    let (dir_v, _dir_h, victim, honest) = victim_and_honest(102);
     let target = victim.p2p_address();
     let mut bans = Vec::new();
 
@@ -451,11 +458,7 @@ fn score_of(rpc: &Rpc, peer: &PeerId) -> Option<f64> {
 
 #[test]
 fn answers_are_capped_races_cost_nothing_and_work_is_checked_before_the_body() {
-    let (dir_v, dir_h) = (tempfile::tempdir().expect("tempdir"), tempfile::tempdir().expect("tempdir"));
-    let victim = NodeProcess::start(dir_v.path(), &["--no-discovery"]);
-    let honest = NodeProcess::start(dir_h.path(), &["--no-discovery", "--connect", &victim.p2p_address()]);
-    honest.rpc.ok("generatetoaddress", json!([102, address(1)]));
-    wait_until(60, "the victim to follow the honest node", || tip(&victim.rpc) == tip(&honest.rpc));
+    let (dir_v, _dir_h, victim, honest) = victim_and_honest(102);
     let target = victim.p2p_address();
     let regtest = Params::for_network(Network::Regtest);
 
@@ -586,11 +589,7 @@ fn connections_that_never_handshake_do_not_lock_honest_peers_out() {
 
 #[test]
 fn floods_of_orphans_and_deep_requests_leave_the_node_serving_and_following() {
-    let (dir_v, dir_h) = (tempfile::tempdir().expect("tempdir"), tempfile::tempdir().expect("tempdir"));
-    let victim = NodeProcess::start(dir_v.path(), &["--no-discovery"]);
-    let honest = NodeProcess::start(dir_h.path(), &["--no-discovery", "--connect", &victim.p2p_address()]);
-    honest.rpc.ok("generatetoaddress", json!([200, address(1)]));
-    wait_until(60, "the victim to follow the honest node", || tip(&victim.rpc) == tip(&honest.rpc));
+    let (_dir_v, _dir_h, victim, honest) = victim_and_honest(200);
     let target = victim.p2p_address();
     let memory_before = rss_kib(victim.pid());
 
