@@ -30,17 +30,17 @@ use crate::support::{NodeProcess, Rpc};
 
 /// Writes whatever bytes it is given, with a length prefix that may lie.
 #[derive(Debug, Clone, Default)]
-struct RawCodec;
+pub(crate) struct RawCodec;
 
 /// A raw frame: the length to claim, and the bytes to send.
 #[derive(Debug, Clone)]
-struct Frame {
-    claimed: u32,
-    body: Vec<u8>,
+pub(crate) struct Frame {
+    pub(crate) claimed: u32,
+    pub(crate) body: Vec<u8>,
 }
 
 impl Frame {
-    fn honest(body: Vec<u8>) -> Self {
+    pub(crate) fn honest(body: Vec<u8>) -> Self {
         Self { claimed: body.len() as u32, body }
     }
 }
@@ -96,14 +96,14 @@ impl request_response::Codec for RawCodec {
 }
 
 #[derive(NetworkBehaviour)]
-struct Attacker {
+pub(crate) struct Attacker {
     identify: identify::Behaviour,
     gossipsub: gossipsub::Behaviour,
     sync: request_response::Behaviour<RawCodec>,
 }
 
 /// One attacking host with a fresh identity, connected to the victim.
-struct Adversary {
+pub(crate) struct Adversary {
     runtime: tokio::runtime::Runtime,
     swarm: Swarm<Attacker>,
     victim: PeerId,
@@ -115,7 +115,7 @@ struct Adversary {
 }
 
 impl Adversary {
-    fn connect(victim_address: &str) -> Self {
+    pub(crate) fn connect(victim_address: &str) -> Self {
         let genesis = Params::for_network(Network::Regtest).genesis_hash;
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
         let key = identity::Keypair::generate_ed25519();
@@ -177,13 +177,17 @@ impl Adversary {
         adversary
     }
 
-    fn peer_id(&self) -> PeerId {
+    pub(crate) fn peer_id(&self) -> PeerId {
         *self.swarm.local_peer_id()
     }
 
     /// Runs the swarm, answering the victim's requests, until `done` says
     /// so or `limit` passes; returns whether `done` said so.
-    fn drive(&mut self, limit: Duration, mut done: impl FnMut(&SwarmEvent<AttackerEvent>) -> bool) -> bool {
+    pub(crate) fn drive(
+        &mut self,
+        limit: Duration,
+        mut done: impl FnMut(&SwarmEvent<AttackerEvent>) -> bool,
+    ) -> bool {
         let Self { runtime, swarm, claimed, headers, genesis, .. } = self;
         runtime.block_on(async {
             let deadline = tokio::time::Instant::now() + limit;
@@ -223,11 +227,11 @@ impl Adversary {
         self.swarm.behaviour_mut().gossipsub.publish(topic, bytes).expect("published");
     }
 
-    fn publish_block(&mut self, block: &Block) {
+    pub(crate) fn publish_block(&mut self, block: &Block) {
         self.publish(blocks_topic(&self.genesis), block.encode());
     }
 
-    fn send_raw(&mut self, frame: Frame) {
+    pub(crate) fn send_raw(&mut self, frame: Frame) {
         let victim = self.victim;
         self.swarm.behaviour_mut().sync.send_request(&victim, frame);
     }
@@ -250,7 +254,7 @@ fn banned(rpc: &Rpc) -> Vec<String> {
         .collect()
 }
 
-fn rss_kib(pid: u32) -> u64 {
+pub(crate) fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
     status
         .lines()
@@ -262,7 +266,7 @@ fn rss_kib(pid: u32) -> u64 {
 
 /// A block on `rpc`'s tip with `txs`, a coinbase paying the subsidy, and a
 /// nonce that meets the target (or, with `bad_work`, one that does not).
-fn block_on_tip(rpc: &Rpc, txs: Vec<Transaction>, bad_work: bool) -> Block {
+pub(crate) fn block_on_tip(rpc: &Rpc, txs: Vec<Transaction>, bad_work: bool) -> Block {
     let template = rpc.ok("getblocktemplate", json!([]));
     let height = template["height"].as_u64().expect("height") as u32;
     let params = Params::for_network(Network::Regtest);
@@ -531,7 +535,7 @@ fn answers_are_capped_races_cost_nothing_and_work_is_checked_before_the_body() {
 }
 
 /// A TCP connection to 127.0.0.1:`port` from the loopback address `from`.
-fn connect_from(from: [u8; 4], port: u16) -> io::Result<std::net::TcpStream> {
+pub(crate) fn connect_from(from: [u8; 4], port: u16) -> io::Result<std::net::TcpStream> {
     let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
     socket.bind(&std::net::SocketAddr::from((from, 0)).into())?;
     socket.connect(&std::net::SocketAddr::from(([127, 0, 0, 1], port)).into())?;
