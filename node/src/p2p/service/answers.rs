@@ -1,0 +1,132 @@
+//! Serving sync requests: status, headers and blocks, within the serving
+//! budget (`p2p::serve`), and the bookkeeping of answers in flight.
+
+use super::*;
+
+impl Service {
+    /// An answer handed to libp2p was written, or dropped; one that timed
+    /// out (the peer kept its window closed) costs a stall.
+    pub(super) fn answer_finished(&mut self, request: request_response::InboundRequestId, timed_out: bool) {
+        let Some((peer, size)) = self.answering.remove(&request) else { return };
+        self.budget.answer_done(peer, size);
+        if timed_out {
+            self.penalize(peer, Offence::Stall);
+        }
+    }
+
+    /// Starts an answer that may hold `reserve` bytes, or answers busy.
+    pub(super) fn admit_answer(
+        &mut self,
+        peer: PeerId,
+        reserve: usize,
+        channel: request_response::ResponseChannel<Response>,
+    ) -> Option<request_response::ResponseChannel<Response>> {
+        match self.budget.start_answer(peer, reserve, Instant::now()) {
+            Ok(()) => Some(channel),
+            Err(busy) => {
+                tracing::debug!(%peer, ?busy, "busy: request not served");
+                let _ = self.swarm.behaviour_mut().sync.send_response(channel, Response::Busy);
+                None
+            }
+        }
+    }
+
+    pub(super) fn on_request(
+        &mut self,
+        peer: PeerId,
+        request_id: request_response::InboundRequestId,
+        request: Request,
+        channel: request_response::ResponseChannel<Response>,
+    ) {
+        if let Some(state) = self.peers.get_mut(&peer) {
+            state.bytes_in += request.to_bytes().len() as u64;
+        }
+        let node = self.node.clone();
+        match request {
+            Request::Status(status) => {
+                let ours = self.status();
+                let _ = self.swarm.behaviour_mut().sync.send_response(channel, Response::Status(ours));
+                self.on_status(peer, status);
+            }
+            Request::Headers { locator } => {
+                let reserved = 16 + 80 * MAX_HEADERS_PER_ANSWER;
+                let Some(channel) = self.admit_answer(peer, reserved, channel) else { return };
+                self.tasks.push(tokio::task::spawn_blocking(move || {
+                    let headers = node.state().chain.headers_after(&locator, MAX_HEADERS_PER_ANSWER);
+                    let response = Response::Headers(headers);
+                    Outcome::Respond { channel, response, peer, request: request_id, reserved }
+                }));
+            }
+            Request::Malformed(reason) => {
+                tracing::debug!(%peer, "malformed request: {reason}");
+                drop(channel);
+                self.penalize(peer, Offence::ProtocolViolation);
+            }
+            Request::Blocks(hashes) => {
+                // A hash asked twice is a request to amplify the answer.
+                let mut seen = HashSet::with_capacity(hashes.len());
+                if !hashes.iter().all(|hash| seen.insert(*hash)) {
+                    tracing::debug!(%peer, "blocks request names a block twice");
+                    drop(channel);
+                    self.penalize(peer, Offence::ProtocolViolation);
+                    return;
+                }
+                let reserved = MAX_RESPONSE_SIZE;
+                let Some(channel) = self.admit_answer(peer, reserved, channel) else { return };
+                self.tasks.push(tokio::task::spawn_blocking(move || {
+                    let blocks = blocks_answer(node.store().as_ref(), &hashes, BLOCKS_ANSWER_BUDGET);
+                    let response = Response::EncodedBlocks(blocks);
+                    Outcome::Respond { channel, response, peer, request: request_id, reserved }
+                }));
+            }
+        }
+    }
+}
+
+/// Checks headers a peer sent (continuing what it sent before, or starting
+/// from a block we know) and stores the run once it beats the active chain
+/// and the minimum chain work. Returns what is still pending.
+/// The stored encodings of the blocks named in `hashes` that this node
+/// has, in the order asked, read from the store without the state lock:
+/// a block joins the answer only while the answer stays within `budget`
+/// bytes (the first always does: a block is at most half the budget).
+pub(super) fn blocks_answer(store: &dyn Store, hashes: &[BlockHash], budget: usize) -> Vec<Vec<u8>> {
+    let mut blocks = Vec::new();
+    let mut size = 0;
+    for hash in hashes {
+        let Ok(Some(block)) = store.get(Cf::Bodies, &hash.to_byte_array()) else { continue };
+        if !blocks.is_empty() && size + block.len() > budget {
+            break;
+        }
+        size += block.len();
+        blocks.push(block);
+    }
+    blocks
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Batch, MemStore};
+
+    /// Three stored "blocks" of 1.5 MB: an answer never passes its budget,
+    /// even when the next block would (the old check came after adding).
+    #[test]
+    fn a_blocks_answer_never_passes_its_budget() {
+        let store = MemStore::new();
+        let hashes: Vec<BlockHash> = (1..=3u8).map(|i| BlockHash::from_byte_array([i; 32])).collect();
+        let mut batch = Batch::new();
+        for hash in &hashes {
+            batch.put(Cf::Bodies, hash.to_byte_array(), vec![0u8; 1_500_000]);
+        }
+        store.write(batch).expect("write");
+        let missing = BlockHash::from_byte_array([9; 32]);
+        let asked = [missing, hashes[0], hashes[1], hashes[2]];
+        let answer = blocks_answer(&store, &asked, BLOCKS_ANSWER_BUDGET);
+        assert_eq!(answer.len(), 2, "two fit in {BLOCKS_ANSWER_BUDGET} bytes, three do not");
+        assert!(answer.iter().map(Vec::len).sum::<usize>() <= BLOCKS_ANSWER_BUDGET);
+        // One block larger than a small budget still goes alone.
+        assert_eq!(blocks_answer(&store, &hashes, 1_000).len(), 1);
+        assert!(Response::EncodedBlocks(answer).encoded_len() <= MAX_RESPONSE_SIZE);
+    }
+}

@@ -1,0 +1,133 @@
+//! Gossip: publishing the node's own blocks and transactions, and
+//! validating what peers gossip (within the validation budget) before
+//! gossipsub forwards it.
+
+use super::*;
+
+impl Service {
+    pub(super) fn publish(&mut self, announcement: &Announcement) {
+        let (topic, bytes) = match announcement {
+            Announcement::Block(block) => (self.blocks_topic.clone(), block.encode()),
+            Announcement::Transaction(tx) => (self.transactions_topic.clone(), tx.encode()),
+        };
+        let size = bytes.len() as u64;
+        match self.swarm.behaviour_mut().gossipsub.publish(topic, bytes) {
+            Ok(_) => {
+                for state in self.peers.values_mut() {
+                    state.bytes_out += size;
+                }
+            }
+            Err(gossipsub::PublishError::Duplicate | gossipsub::PublishError::NoPeersSubscribedToTopic) => {}
+            Err(e) => tracing::debug!("publish: {e}"),
+        }
+    }
+
+    pub(super) fn on_gossip(
+        &mut self,
+        source: PeerId,
+        id: gossipsub::MessageId,
+        message: gossipsub::Message,
+    ) {
+        if let Some(state) = self.peers.get_mut(&source) {
+            state.bytes_in += message.data.len() as u64;
+        }
+        let node = self.node.clone();
+        if message.topic == self.blocks_topic.hash() {
+            // The header's proof of work first: a body is decoded (and its
+            // memory spent) only for a header someone paid work for.
+            let header = message
+                .data
+                .get(..HEADER_SIZE)
+                .map(|bytes| BlockHeader::from_bytes(&bytes.try_into().expect("HEADER_SIZE bytes")));
+            if let Some(Err(error)) = header.map(|h| check_header(&h, self.node.params())) {
+                tracing::info!(peer = %source, "gossiped block refused before decoding: {error}");
+                self.report(&id, &source, gossipsub::MessageAcceptance::Reject);
+                self.penalize(source, Offence::InvalidBlock);
+                return;
+            }
+            if !self.admit_gossip(source, &id, Gossip::Block) {
+                return;
+            }
+            let Ok(block) = Block::decode(&message.data) else {
+                self.budget.end_validation(source, Gossip::Block);
+                self.report(&id, &source, gossipsub::MessageAcceptance::Reject);
+                self.penalize(source, Offence::ProtocolViolation);
+                return;
+            };
+            self.gossiped_blocks.insert(id.clone(), false);
+            let valid_out = self.valid_out.clone();
+            // Off the network task: the state lock may be busy.
+            self.tasks.push(tokio::task::spawn_blocking(move || {
+                let hash = block.block_hash();
+                let seen = {
+                    let state = node.state();
+                    if state.chain.has_body(&hash) {
+                        Some(Accepted::Duplicate)
+                    } else if state.chain.entry(&block.header.prev_block).is_none() {
+                        // Not checkable yet: the sender's headers come first.
+                        Some(Accepted::Orphan)
+                    } else {
+                        None
+                    }
+                };
+                let result = seen.map_or_else(
+                    || {
+                        // Relayed as soon as it is found valid: the write
+                        // that follows is this node's alone. A full queue
+                        // only means it is relayed when the write is done.
+                        let mut on_valid = |valid: BlockHash| {
+                            if valid == hash {
+                                let _ =
+                                    valid_out.try_send(Outcome::GossipBlockValid { source, id: id.clone() });
+                            }
+                        };
+                        node.accept_block_reporting(block, &mut on_valid)
+                    },
+                    Ok,
+                );
+                Outcome::GossipBlock { source, id, result }
+            }));
+        } else if message.topic == self.transactions_topic.hash() {
+            if !self.admit_gossip(source, &id, Gossip::Transaction) {
+                return;
+            }
+            let Ok(tx) = Transaction::decode(&message.data) else {
+                self.budget.end_validation(source, Gossip::Transaction);
+                self.report(&id, &source, gossipsub::MessageAcceptance::Reject);
+                self.penalize(source, Offence::ProtocolViolation);
+                return;
+            };
+            self.tasks.push(tokio::task::spawn_blocking(move || Outcome::GossipTransaction {
+                source,
+                id,
+                result: node.accept_transaction(tx).map(|_| ()),
+            }));
+        } else {
+            self.report(&id, &source, gossipsub::MessageAcceptance::Reject);
+            self.penalize(source, Offence::Unrequested);
+        }
+    }
+
+    /// Whether to validate a gossip message: past the validation bounds it
+    /// is ignored (not forwarded), and a peer past them a thousand times in
+    /// a window is penalized as a flood.
+    pub(super) fn admit_gossip(&mut self, source: PeerId, id: &gossipsub::MessageId, kind: Gossip) -> bool {
+        let admission = self.budget.admit_gossip(source, kind, Instant::now());
+        if admission != Admission::Validate {
+            self.report(id, &source, gossipsub::MessageAcceptance::Ignore);
+        }
+        if admission == Admission::Flood {
+            self.penalize(source, Offence::Flood);
+        }
+        admission == Admission::Validate
+    }
+
+    pub(super) fn report(
+        &mut self,
+        id: &gossipsub::MessageId,
+        source: &PeerId,
+        acceptance: gossipsub::MessageAcceptance,
+    ) {
+        self.swarm.behaviour_mut().gossipsub.report_message_validation_result(id, source, acceptance);
+    }
+}
