@@ -28,6 +28,10 @@ use serde_json::{json, Value};
 use crate::network::{address, block_at, keypair, spend, tip, wait_until};
 use crate::support::{NodeProcess, Rpc};
 
+/// The claimed length that makes [`RawCodec`] write a length prefix and
+/// then nothing more.
+const HANG: u32 = u32::MAX - 1;
+
 /// Writes whatever bytes it is given, with a length prefix that may lie.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct RawCodec;
@@ -42,6 +46,12 @@ pub(crate) struct Frame {
 impl Frame {
     pub(crate) fn honest(body: Vec<u8>) -> Self {
         Self { claimed: body.len() as u32, body }
+    }
+
+    /// A frame whose length prefix is written and body never is: its
+    /// stream stays open with the request unfinished.
+    pub(crate) fn hanging() -> Self {
+        Self { claimed: HANG, body: Vec::new() }
     }
 }
 
@@ -78,6 +88,13 @@ impl request_response::Codec for RawCodec {
         io: &mut T,
         frame: Frame,
     ) -> io::Result<()> {
+        if frame.claimed == HANG {
+            // The protocol is negotiated with the first bytes: a length
+            // prefix, then nothing of the 64 bytes it promises.
+            io.write_all(&64u32.to_le_bytes()).await?;
+            io.flush().await?;
+            std::future::pending::<()>().await;
+        }
         io.write_all(&frame.claimed.to_le_bytes()).await?;
         io.write_all(&frame.body).await?;
         io.close().await
@@ -143,7 +160,9 @@ impl Adversary {
                         sync: request_response::Behaviour::with_codec(
                             RawCodec,
                             [(sync_protocol(&genesis), request_response::ProtocolSupport::Full)],
-                            request_response::Config::default(),
+                            request_response::Config::default()
+                                .with_request_timeout(Duration::from_secs(120))
+                                .with_max_concurrent_streams(4_096),
                         ),
                     }
                 })
@@ -671,6 +690,30 @@ fn floods_of_orphans_and_deep_requests_leave_the_node_serving_and_following() {
     let next: Value = honest.rpc.ok("generatetoaddress", json!([5, address(1)]));
     wait_until(60, "the victim to take the honest blocks", || tip(&victim.rpc) == next[4]);
     assert_eq!(honest.rpc.ok("getrawmempool", json!([])), json!([]));
+    victim.stop();
+    honest.stop();
+}
+
+#[test]
+fn streams_left_with_unfinished_requests_are_refused_and_hold_nothing() {
+    let (_dir_v, _dir_h, victim, honest) = victim_and_honest(102);
+    let memory_before = rss_kib(victim.pid());
+    // 2,000 streams on one connection, each with a request begun and never
+    // finished: the victim takes up 64 at a time and reads each as
+    // malformed after 10 s (a protocol violation), and bans the opener.
+    let mut opener = Adversary::connect(&victim.p2p_address());
+    for _ in 0..2_000 {
+        opener.send_raw(Frame::hanging());
+    }
+    assert!(opener.until_disconnected(Duration::from_secs(90)), "banned for requests left unfinished");
+    assert!(banned(&victim.rpc).contains(&opener.peer_id().to_string()));
+    let memory_after = rss_kib(victim.pid());
+    assert!(
+        memory_after < memory_before + 32 * 1024,
+        "memory stays bounded: {memory_before} KiB then {memory_after} KiB"
+    );
+    let next: Value = honest.rpc.ok("generatetoaddress", json!([1, address(1)]));
+    wait_until(60, "the victim to take the honest block", || tip(&victim.rpc) == next[0]);
     victim.stop();
     honest.stop();
 }

@@ -30,6 +30,9 @@ pub const MAX_BLOCKS_PER_REQUEST: usize = 128;
 /// that would pass it is left out (the first one asked for and known
 /// always fits: a block is at most half of it).
 pub const BLOCKS_ANSWER_BUDGET: usize = 2 * MAX_BLOCK_SIZE;
+/// A request must be read whole within this once its stream is open (a
+/// request is at most 8 KiB).
+pub const REQUEST_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// Largest request read: a full locator with room to spare.
 pub const MAX_REQUEST_SIZE: usize = 8 * 1024;
 /// Largest answer read: a blocks answer at its budget (with its framing),
@@ -368,12 +371,16 @@ impl libp2p::request_response::Codec for SyncCodec {
     where
         T: AsyncRead + Unpin + Send,
     {
-        match read_frame(io, MAX_REQUEST_SIZE).await {
-            Ok(frame) => {
+        // A request begun and not finished in time reads as malformed, so
+        // the node sees it and penalizes the sender (libp2p's own timeout,
+        // longer, ends it with no event).
+        match tokio::time::timeout(REQUEST_READ_TIMEOUT, read_frame(io, MAX_REQUEST_SIZE)).await {
+            Err(_) => Ok(Request::Malformed(format!("request not finished in {REQUEST_READ_TIMEOUT:?}"))),
+            Ok(Ok(frame)) => {
                 Ok(Request::from_bytes(&frame).unwrap_or_else(|e| Request::Malformed(e.to_string())))
             }
-            Err(e) if e.kind() == io::ErrorKind::InvalidData => Ok(Request::Malformed(e.to_string())),
-            Err(e) => Err(e),
+            Ok(Err(e)) if e.kind() == io::ErrorKind::InvalidData => Ok(Request::Malformed(e.to_string())),
+            Ok(Err(e)) => Err(e),
         }
     }
 

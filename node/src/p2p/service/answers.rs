@@ -6,12 +6,23 @@ use super::*;
 impl Service {
     /// An answer handed to libp2p was written, or dropped; one that timed
     /// out (the peer kept its window closed) costs a stall.
-    pub(super) fn answer_finished(&mut self, request: request_response::InboundRequestId, timed_out: bool) {
-        let Some((peer, size)) = self.answering.remove(&request) else { return };
+    /// Returns whether the request was one the node took up (its answer
+    /// handed over or being built).
+    pub(super) fn answer_finished(
+        &mut self,
+        request: request_response::InboundRequestId,
+        timed_out: bool,
+    ) -> bool {
+        if self.building.contains(&request) {
+            // Our own answer was late: not the peer's fault.
+            return true;
+        }
+        let Some((peer, size)) = self.answering.remove(&request) else { return false };
         self.budget.answer_done(peer, size);
         if timed_out {
             self.penalize(peer, Offence::Stall);
         }
+        true
     }
 
     /// Starts an answer that may hold `reserve` bytes, or answers busy.
@@ -51,6 +62,7 @@ impl Service {
             Request::Headers { locator } => {
                 let reserved = 16 + 80 * MAX_HEADERS_PER_ANSWER;
                 let Some(channel) = self.admit_answer(peer, reserved, channel) else { return };
+                self.building.insert(request_id);
                 self.tasks.push(tokio::task::spawn_blocking(move || {
                     let headers = node.state().chain.headers_after(&locator, MAX_HEADERS_PER_ANSWER);
                     let response = Response::Headers(headers);
@@ -73,6 +85,7 @@ impl Service {
                 }
                 let reserved = MAX_RESPONSE_SIZE;
                 let Some(channel) = self.admit_answer(peer, reserved, channel) else { return };
+                self.building.insert(request_id);
                 self.tasks.push(tokio::task::spawn_blocking(move || {
                     let blocks = blocks_answer(node.store().as_ref(), &hashes, BLOCKS_ANSWER_BUDGET);
                     let response = Response::EncodedBlocks(blocks);

@@ -190,6 +190,7 @@ pub fn start(node: Arc<Node>, config: NetworkConfig) -> Result<NetworkHandle, Ne
         tasks: FuturesUnordered::new(),
         budget: Budget::default(),
         answering: HashMap::new(),
+        building: HashSet::new(),
         connector,
         connected,
         valid_out,

@@ -468,6 +468,8 @@ struct Service {
     budget: Budget<PeerId>,
     /// Answers handed to libp2p, until written or dropped: their peer and size.
     answering: HashMap<request_response::InboundRequestId, (PeerId, usize)>,
+    /// Requests whose answers are being built (at most the answers budget).
+    building: HashSet<request_response::InboundRequestId>,
     /// To the block-sync thread; dropping it stops the thread.
     connector: std::sync::mpsc::SyncSender<(PeerId, Vec<Block>, usize)>,
     /// What the block-sync thread made of each answer, and gossiped blocks
@@ -814,11 +816,16 @@ impl Service {
                 }
             },
             BehaviourEvent::Sync(request_response::Event::ResponseSent { request_id, .. }) => {
-                self.answer_finished(request_id, false);
+                let _ = self.answer_finished(request_id, false);
             }
-            BehaviourEvent::Sync(request_response::Event::InboundFailure { request_id, error, .. }) => {
+            BehaviourEvent::Sync(request_response::Event::InboundFailure {
+                peer, request_id, error, ..
+            }) => {
                 let timed_out = matches!(error, request_response::InboundFailure::Timeout);
-                self.answer_finished(request_id, timed_out);
+                if !self.answer_finished(request_id, timed_out) && timed_out {
+                    // An untracked answer (busy) left unread.
+                    self.penalize(peer, Offence::Stall);
+                }
             }
             BehaviourEvent::Sync(request_response::Event::OutboundFailure {
                 peer,
@@ -861,6 +868,7 @@ impl Service {
     fn on_outcome(&mut self, outcome: Outcome) {
         match outcome {
             Outcome::Respond { channel, response, peer, request, reserved } => {
+                self.building.remove(&request);
                 let size = response.encoded_len();
                 self.budget.answer_built(peer, reserved, size);
                 if let Some(state) = self.peers.get_mut(&peer) {
