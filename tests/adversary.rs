@@ -134,6 +134,12 @@ pub(crate) struct Adversary {
 impl Adversary {
     pub(crate) fn connect(victim_address: &str) -> Self {
         let genesis = Params::for_network(Network::Regtest).genesis_hash;
+        Self::connect_speaking(victim_address, sync_protocol(&genesis))
+    }
+
+    /// [`Adversary::connect`], its requests sent on `protocol`.
+    pub(crate) fn connect_speaking(victim_address: &str, protocol: StreamProtocol) -> Self {
+        let genesis = Params::for_network(Network::Regtest).genesis_hash;
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
         let key = identity::Keypair::generate_ed25519();
         let mut swarm = runtime.block_on(async {
@@ -159,7 +165,7 @@ impl Adversary {
                         .expect("gossipsub"),
                         sync: request_response::Behaviour::with_codec(
                             RawCodec,
-                            [(sync_protocol(&genesis), request_response::ProtocolSupport::Full)],
+                            [(protocol, request_response::ProtocolSupport::Full)],
                             request_response::Config::default()
                                 .with_request_timeout(Duration::from_secs(120))
                                 .with_max_concurrent_streams(4_096),
@@ -712,6 +718,35 @@ fn streams_left_with_unfinished_requests_are_refused_and_hold_nothing() {
         memory_after < memory_before + 32 * 1024,
         "memory stays bounded: {memory_before} KiB then {memory_after} KiB"
     );
+    let next: Value = honest.rpc.ok("generatetoaddress", json!([1, address(1)]));
+    wait_until(60, "the victim to take the honest block", || tip(&victim.rpc) == next[0]);
+    victim.stop();
+    honest.stop();
+}
+
+#[test]
+fn a_request_on_an_unknown_protocol_is_refused_at_negotiation_and_costs_nothing() {
+    let (_dir_v, _dir_h, victim, honest) = victim_and_honest(20);
+    let genesis = Params::for_network(Network::Regtest).genesis_hash;
+    let nonsense = StreamProtocol::try_from_owned(format!("{}-nonsense", sync_protocol(&genesis)))
+        .expect("a protocol name");
+    let mut stranger = Adversary::connect_speaking(&victim.p2p_address(), nonsense);
+    for _ in 0..100 {
+        stranger.send_raw(Frame::honest(vec![1, 0]));
+    }
+    let mut unsupported = 0;
+    stranger.drive(Duration::from_secs(20), |event| {
+        if let SwarmEvent::Behaviour(AttackerEvent::Sync(request_response::Event::OutboundFailure {
+            error: request_response::OutboundFailure::UnsupportedProtocols,
+            ..
+        })) = event
+        {
+            unsupported += 1;
+        }
+        unsupported == 100
+    });
+    assert_eq!(unsupported, 100, "every request is refused at negotiation");
+    assert_eq!(score_of(&victim.rpc, &stranger.peer_id()), Some(0.0), "an unknown protocol is no offence");
     let next: Value = honest.rpc.ok("generatetoaddress", json!([1, address(1)]));
     wait_until(60, "the victim to take the honest block", || tip(&victim.rpc) == next[0]);
     victim.stop();
