@@ -36,7 +36,7 @@ mod network;
 #[path = "../tests/adversary.rs"]
 mod adversary;
 
-use adversary::{block_on_tip, connect_from, rss_kib, Adversary, Frame};
+use adversary::{block_on_tip, hold_silent_connections, rss_kib, Adversary, Frame};
 use network::{address, tip};
 use support::NodeProcess;
 
@@ -172,20 +172,7 @@ fn silent_connections(victim: &NodeProcess, stop: &AtomicBool, sent: &AtomicU64)
     let address = victim.p2p_address();
     let port: u16 =
         address.split("/tcp/").nth(1).and_then(|r| r.split('/').next()).expect("port").parse().expect("port");
-    let mut open: Vec<std::net::TcpStream> = Vec::new();
-    while !stop.load(Ordering::Relaxed) {
-        open.retain(|stream| {
-            let mut byte = [0u8; 1];
-            stream.set_nonblocking(true).expect("nonblocking");
-            !matches!(stream.peek(&mut byte), Ok(0))
-        });
-        while open.len() < 48 {
-            let Ok(stream) = connect_from([127, 0, 0, 2], port) else { break };
-            open.push(stream);
-            sent.fetch_add(1, Ordering::Relaxed);
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    sent.fetch_add(hold_silent_connections(port, 48, stop), Ordering::Relaxed);
 }
 
 /// Identities sending frames that claim 4 GiB, a new one when banned.
