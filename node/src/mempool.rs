@@ -213,7 +213,7 @@ impl Mempool {
     }
 
     /// The coin `outpoint` names: confirmed, or an output of a pool transaction.
-    fn coin(&self, chain: &Chain, outpoint: &OutPoint) -> Result<Option<Coin>, ChainError> {
+    pub(crate) fn coin(&self, chain: &Chain, outpoint: &OutPoint) -> Result<Option<Coin>, ChainError> {
         if let Some(coin) = chain.coin(outpoint)? {
             return Ok(Some(coin));
         }
@@ -533,15 +533,12 @@ impl Mempool {
                 .inputs
                 .iter()
                 .map(|input| {
-                    if let Ok(Some(coin)) = chain.coin(&input.prevout) {
-                        return Some(coin);
-                    }
-                    if !kept.contains(&input.prevout.txid) {
+                    // A pool parent counts only if it stays (parents come first).
+                    let parent = input.prevout.txid;
+                    if self.entries.contains_key(&parent) && !kept.contains(&parent) {
                         return None;
                     }
-                    let output =
-                        self.entries[&input.prevout.txid].tx.outputs.get(input.prevout.index as usize)?;
-                    Some(Coin { output: output.clone(), height, is_coinbase: false })
+                    self.coin(chain, &input.prevout).ok().flatten()
                 })
                 .collect();
             let valid = coins.is_some_and(|coins| {

@@ -23,7 +23,6 @@ use crate::chain::{
 };
 use crate::mempool::{MempoolError, INCREMENTAL_FEE_RATE, MIN_RELAY_FEE_RATE};
 use crate::node::{unix_now, Node};
-use crate::store::Store;
 
 /// Largest request body read, in bytes: a full block in hex with room to spare.
 pub const MAX_REQUEST_BODY: u32 = 5 * 1024 * 1024;
@@ -214,13 +213,6 @@ fn parse_addresses(args: &Args, node: &Node) -> Result<Vec<Address>, ErrorObject
         }
     }
     Ok(addresses)
-}
-
-/// The chain store, read without the state lock: the address-index scans
-/// read it directly, so a large answer never stops the node from
-/// connecting blocks or answering other calls.
-fn store_of(node: &Node) -> Arc<dyn Store> {
-    Arc::clone(node.store())
 }
 
 fn object_field(args: &Args, field: &str) -> Option<u64> {
@@ -477,12 +469,12 @@ pub fn module(node: Arc<Node>) -> RpcModule<Arc<Node>> {
         // out; the coinbase is the caller's to build.
         let (block, _) = node.template(&Lock::key(cairn_consensus::params::UNSPENDABLE_KEY));
         let state = node.state();
-        let height = block.transactions[0]
-            .inputs
-            .first()
-            .and_then(|input| input.data.get(..4))
-            .and_then(|bytes| bytes.try_into().ok())
-            .map_or(state.chain.height().next(), |bytes| Height::new(u32::from_le_bytes(bytes)));
+        let parent = state.chain.entry(&block.header.prev_block);
+        let height = parent
+            .ok_or_else(|| error(MISC_ERROR, "the template's parent is not indexed"))?
+            .record
+            .height
+            .next();
         let bits = block.header.bits;
         let target = bits.to_target().map_err(|e| error(MISC_ERROR, e.to_string()))?;
         let transactions: Vec<Value> = block.transactions[1..]
@@ -673,7 +665,9 @@ pub fn module(node: Arc<Node>) -> RpcModule<Arc<Node>> {
     });
     method!("getaddressutxos", |args, node| {
         let addresses = parse_addresses(&args, node)?;
-        let store = store_of(node);
+        // Read without the state lock: a large answer never holds up blocks
+        // or other calls.
+        let store = node.store();
         let mut out = Vec::new();
         for address in &addresses {
             for (outpoint, coin) in address_coins_in(store.as_ref(), &address.lock).map_err(internal)? {
@@ -691,7 +685,9 @@ pub fn module(node: Arc<Node>) -> RpcModule<Arc<Node>> {
     });
     method!("getaddressbalance", |args, node| {
         let addresses = parse_addresses(&args, node)?;
-        let store = store_of(node);
+        // Read without the state lock: a large answer never holds up blocks
+        // or other calls.
+        let store = node.store();
         let maturity = node.params().coinbase_maturity;
         let (mut balance, mut immature, mut count) = (0u64, 0u64, 0u64);
         for address in &addresses {
@@ -715,7 +711,9 @@ pub fn module(node: Arc<Node>) -> RpcModule<Arc<Node>> {
         let end = object_field(&args, "end").unwrap_or(u64::from(u32::MAX));
         let skip = object_field(&args, "skip").unwrap_or(0) as usize;
         let limit = object_field(&args, "limit").unwrap_or(1_000).min(10_000) as usize;
-        let store = store_of(node);
+        // Read without the state lock: a large answer never holds up blocks
+        // or other calls.
+        let store = node.store();
         let mut rows = Vec::new();
         for address in &addresses {
             for (height, txid) in address_history_in(store.as_ref(), &address.lock).map_err(internal)? {
@@ -739,7 +737,9 @@ pub fn module(node: Arc<Node>) -> RpcModule<Arc<Node>> {
         let skip = object_field(&args, "skip").unwrap_or(0) as usize;
         let limit = object_field(&args, "limit").unwrap_or(1_000).min(10_000) as usize;
         let locks: Vec<_> = addresses.iter().map(|a| a.lock.clone()).collect();
-        let store = store_of(node);
+        // Read without the state lock: a large answer never holds up blocks
+        // or other calls.
+        let store = node.store();
         // The history is read without the state lock; only placing its
         // heights on the active chain (in memory) holds it. Only the page
         // asked for reads blocks and undo data.
@@ -779,12 +779,7 @@ pub fn module(node: Arc<Node>) -> RpcModule<Arc<Node>> {
                 }
             }
             for (index, input) in entry.tx.inputs.iter().enumerate() {
-                let spent = state.chain.coin(&input.prevout).ok().flatten().map(|c| c.output).or_else(|| {
-                    state
-                        .mempool
-                        .get(&input.prevout.txid)
-                        .and_then(|p| p.tx.outputs.get(input.prevout.index as usize).cloned())
-                });
+                let spent = state.mempool.coin(&state.chain, &input.prevout).ok().flatten().map(|c| c.output);
                 if let Some((output, address)) = spent.and_then(|o| wanted.get(&o.lock).map(|a| (o, *a))) {
                     out.push(json!({ "address": address.to_string(), "txid": txid.to_string(), "index": index, "satoshis": -(output.amount.to_base_units() as i64), "prevtxid": input.prevout.txid.to_string(), "prevout": input.prevout.index, "timestamp": entry.time }));
                 }

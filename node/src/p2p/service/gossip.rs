@@ -45,13 +45,7 @@ impl Service {
                 self.penalize(source, Offence::InvalidBlock);
                 return;
             }
-            if !self.admit_gossip(source, &id, Gossip::Block) {
-                return;
-            }
-            let Ok(block) = Block::decode(&message.data) else {
-                self.budget.end_validation(source, Gossip::Block);
-                self.report(&id, &source, gossipsub::MessageAcceptance::Reject);
-                self.penalize(source, Offence::ProtocolViolation);
+            let Some(block) = self.admit_decoded::<Block>(source, &id, Gossip::Block, &message.data) else {
                 return;
             };
             self.gossiped_blocks.insert(id.clone(), false);
@@ -88,13 +82,8 @@ impl Service {
                 Outcome::GossipBlock { source, id, result }
             }));
         } else if message.topic == self.transactions_topic.hash() {
-            if !self.admit_gossip(source, &id, Gossip::Transaction) {
-                return;
-            }
-            let Ok(tx) = Transaction::decode(&message.data) else {
-                self.budget.end_validation(source, Gossip::Transaction);
-                self.report(&id, &source, gossipsub::MessageAcceptance::Reject);
-                self.penalize(source, Offence::ProtocolViolation);
+            let Some(tx) = self.admit_decoded::<Transaction>(source, &id, Gossip::Transaction, &message.data)
+            else {
                 return;
             };
             self.tasks.push(tokio::task::spawn_blocking(move || Outcome::GossipTransaction {
@@ -108,18 +97,36 @@ impl Service {
         }
     }
 
-    /// Whether to validate a gossip message: past the validation bounds it
-    /// is ignored (not forwarded), and a peer past them a thousand times in
-    /// a window is penalized as a flood.
-    pub(super) fn admit_gossip(&mut self, source: PeerId, id: &gossipsub::MessageId, kind: Gossip) -> bool {
-        let admission = self.budget.admit_gossip(source, kind, Instant::now());
-        if admission != Admission::Validate {
-            self.report(id, &source, gossipsub::MessageAcceptance::Ignore);
+    /// A gossip message to validate, decoded; `None` when it is not to be
+    /// validated. Past the validation bounds it is ignored (not forwarded),
+    /// and a peer past them a thousand times in a window is penalized as a
+    /// flood; one that does not decode is rejected as a protocol violation.
+    pub(super) fn admit_decoded<T: Decode>(
+        &mut self,
+        source: PeerId,
+        id: &gossipsub::MessageId,
+        kind: Gossip,
+        data: &[u8],
+    ) -> Option<T> {
+        match self.budget.admit_gossip(source, kind, Instant::now()) {
+            Admission::Validate => {}
+            Admission::Ignore => {
+                self.report(id, &source, gossipsub::MessageAcceptance::Ignore);
+                return None;
+            }
+            Admission::Flood => {
+                self.report(id, &source, gossipsub::MessageAcceptance::Ignore);
+                self.penalize(source, Offence::Flood);
+                return None;
+            }
         }
-        if admission == Admission::Flood {
-            self.penalize(source, Offence::Flood);
+        let decoded = T::decode(data).ok();
+        if decoded.is_none() {
+            self.budget.end_validation(source, kind);
+            self.report(id, &source, gossipsub::MessageAcceptance::Reject);
+            self.penalize(source, Offence::ProtocolViolation);
         }
-        admission == Admission::Validate
+        decoded
     }
 
     pub(super) fn report(
