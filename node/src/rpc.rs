@@ -573,6 +573,7 @@ pub fn module(node: Arc<Node>) -> RpcModule<Arc<Node>> {
                     "bytessent": p.bytes_out,
                     "conntime": p.connected_secs,
                     "subver": p.agent,
+                    "pending_headers": p.pending_headers,
                 })
             })
             .collect();

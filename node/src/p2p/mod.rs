@@ -5,6 +5,7 @@
 //!
 //! - [`protocol`]: the sync messages, their bytes and size caps, and the
 //!   names (protocols, topics) that carry the genesis hash.
+//! - [`download`]: the body download's scheduling, free of libp2p.
 //! - [`peers`]: scores with decay, bans kept on disk, the peer book.
 //! - [`pending`]: handshakes in progress bounded per IP address.
 //! - [`serve`]: the budgets of validation and serving: what one peer, and
@@ -13,6 +14,7 @@
 //!   talks to it through a bounded command channel and the node's
 //!   announcements; validation runs on blocking threads, never in the loop.
 
+pub mod download;
 pub mod peers;
 pub mod pending;
 pub mod protocol;

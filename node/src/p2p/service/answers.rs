@@ -96,9 +96,6 @@ impl Service {
     }
 }
 
-/// Checks headers a peer sent (continuing what it sent before, or starting
-/// from a block we know) and stores the run once it beats the active chain
-/// and the minimum chain work. Returns what is still pending.
 /// The stored encodings of the blocks named in `hashes` that this node
 /// has, in the order asked, read from the store without the state lock:
 /// a block joins the answer only while the answer stays within `budget`

@@ -183,10 +183,8 @@ pub fn start(node: Arc<Node>, config: NetworkConfig) -> Result<NetworkHandle, Ne
         last_dial: HashMap::new(),
         peers: HashMap::new(),
         asked: HashMap::new(),
-        blocks_in_flight: HashMap::new(),
-        delivered: HashSet::new(),
-        delivered_bytes: 0,
-        avoid: HashMap::new(),
+        download: Download::new(MAX_BLOCKS_PER_REQUEST),
+        pending_headers: PendingHeaders::new(MAX_PENDING_HEADERS),
         tasks: FuturesUnordered::new(),
         budget: Budget::default(),
         answering: HashMap::new(),
@@ -200,7 +198,6 @@ pub fn start(node: Arc<Node>, config: NetworkConfig) -> Result<NetworkHandle, Ne
         genesis,
         told_tip: genesis,
         told_at: Instant::now(),
-        download: (genesis, std::collections::VecDeque::new()),
     };
     tokio::spawn(service.run());
     Ok(handle)

@@ -42,6 +42,7 @@ use libp2p::{
 use serde::Serialize;
 use tokio::sync::{broadcast, mpsc};
 
+use super::download::{Download, PendingHeaders, HEADER_BUDGET, MAX_PENDING_HEADERS};
 use super::peers::{block_offence, transaction_offence, Bans, Offence, PeerBook, Score, DEFAULT_BAN};
 use super::pending::PendingPerIp;
 use super::protocol::{
@@ -62,10 +63,6 @@ mod sync;
 
 pub use build::start;
 
-/// Headers a peer may have us hold before they add up to enough work.
-pub const HEADER_BUDGET: usize = 100_000;
-/// Sync requests in flight to one peer, at most.
-const REQUESTS_PER_PEER: usize = 8;
 /// How long a sync request may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
 /// How often peers are asked for their status again.
@@ -84,12 +81,6 @@ const CONNECT_QUEUE: usize = 64;
 /// each block's checks overlap the write of the block before it.
 const CONNECT_SLICE_BLOCKS: usize = 32;
 const CONNECT_SLICE_BYTES: usize = 256 * 1024;
-/// Bodies are asked for only this many blocks ahead of the tip, so that
-/// blocks in flight and waiting to be connected stay bounded.
-const DOWNLOAD_WINDOW: u32 = 1_024;
-/// Bytes of answers waiting for the block-sync thread, at most, before no
-/// more bodies are asked for.
-const DELIVERED_BYTES: usize = 64 << 20;
 
 /// How the network layer runs.
 #[derive(Debug, Clone)]
@@ -220,6 +211,9 @@ pub struct PeerInfo {
     pub connected_secs: u64,
     /// Its software, as identify reported it.
     pub agent: String,
+    /// Checked headers of its chain held until they add up to more work
+    /// than the active chain (bounded per peer and in all).
+    pub pending_headers: usize,
 }
 
 #[derive(Debug)]
@@ -359,7 +353,6 @@ struct PeerState {
     headers_in_flight: bool,
     /// Checked headers not yet worth storing (less work than the active chain).
     pending_headers: Vec<BlockHeader>,
-    requests_in_flight: usize,
     last_status: Instant,
 }
 
@@ -412,6 +405,8 @@ enum Outcome {
         peer: PeerId,
         full: bool,
         pending: Vec<BlockHeader>,
+        /// How many headers were held for the peer when they left to be checked.
+        held_before: usize,
         /// The last header it sent, checked: the peer has at least that block.
         seen: Option<TipSummary>,
         result: Result<usize, HeadersError>,
@@ -452,17 +447,10 @@ struct Service {
     last_dial: HashMap<Multiaddr, Instant>,
     peers: HashMap<PeerId, PeerState>,
     asked: HashMap<request_response::OutboundRequestId, (PeerId, Asked)>,
-    /// Bodies asked for, and from whom.
-    blocks_in_flight: HashMap<BlockHash, PeerId>,
-    /// Bodies received and handed to the block-sync thread: not asked for
-    /// again until the download queue, under the lock, sees them stored (or
-    /// is worked out anew), or the thread refuses them.
-    delivered: HashSet<BlockHash>,
-    /// The encoded size of the answers still waiting for the thread.
-    delivered_bytes: usize,
-    /// A peer that stalled on a block, or did not have it, is not asked
-    /// for it again soon.
-    avoid: HashMap<(BlockHash, PeerId), Instant>,
+    /// The body download: what is asked of whom, delivered, avoided.
+    download: Download<PeerId>,
+    /// Low-work headers held for all peers (theirs, and those being checked).
+    pending_headers: PendingHeaders,
     tasks: FuturesUnordered<tokio::task::JoinHandle<Outcome>>,
     /// Validations and answers in progress, per peer and in total.
     budget: Budget<PeerId>,
@@ -486,9 +474,6 @@ struct Service {
     /// The tip peers were last told about, and when.
     told_tip: BlockHash,
     told_at: Instant,
-    /// The best header the download queue was worked out for, and the
-    /// queue: blocks on its way whose bodies were missing, lowest first.
-    download: (BlockHash, std::collections::VecDeque<(BlockHash, u32)>),
 }
 
 impl Service {
@@ -605,9 +590,10 @@ impl Service {
         let id = self.swarm.behaviour_mut().sync.send_request(&peer, request);
         if let Some(state) = self.peers.get_mut(&peer) {
             state.bytes_out += size;
-            if !matches!(asked, Asked::Status) {
-                state.requests_in_flight += 1;
-            }
+        }
+        // Blocks requests are counted by the download that planned them.
+        if matches!(asked, Asked::Headers) {
+            self.download.request_started(peer);
         }
         self.asked.insert(id, (peer, asked));
     }
@@ -736,10 +722,10 @@ impl Service {
                     agent: String::new(),
                     headers_in_flight: false,
                     pending_headers: Vec::new(),
-                    requests_in_flight: 0,
                     last_status: now,
                 });
                 state.connections += 1;
+                self.download.connected(peer_id);
                 if num_established.get() == 1 {
                     tracing::info!(peer = %peer_id, %address, inbound, "peer connected");
                     if !inbound {
@@ -753,9 +739,12 @@ impl Service {
             }
             SwarmEvent::ConnectionClosed { peer_id, num_established, .. } => {
                 if num_established == 0 {
-                    self.peers.remove(&peer_id);
+                    let gone = self.peers.remove(&peer_id);
                     self.budget.forget(peer_id);
-                    self.blocks_in_flight.retain(|_, p| *p != peer_id);
+                    self.download.disconnected(peer_id);
+                    if let Some(state) = &gone {
+                        self.pending_headers.released(state.pending_headers.len());
+                    }
                     tracing::info!(peer = %peer_id, "peer disconnected");
                 } else if let Some(state) = self.peers.get_mut(&peer_id) {
                     state.connections = state.connections.saturating_sub(1);
@@ -834,21 +823,15 @@ impl Service {
                 ..
             }) => {
                 let Some((_, asked)) = self.asked.remove(&request_id) else { return };
-                if let Some(state) = self.peers.get_mut(&peer) {
-                    if !matches!(asked, Asked::Status) {
-                        state.requests_in_flight = state.requests_in_flight.saturating_sub(1);
-                    }
-                    if matches!(asked, Asked::Headers) {
+                if matches!(asked, Asked::Headers) {
+                    self.download.request_ended(peer);
+                    if let Some(state) = self.peers.get_mut(&peer) {
                         state.headers_in_flight = false;
                     }
                 }
                 tracing::debug!(%peer, "sync request failed: {error}");
                 if let Asked::Blocks(hashes) = asked {
-                    let now = Instant::now();
-                    for hash in hashes {
-                        self.blocks_in_flight.remove(&hash);
-                        self.avoid.insert((hash, peer), now);
-                    }
+                    self.download.blocks_failed(peer, &hashes, Instant::now());
                     if matches!(error, request_response::OutboundFailure::Timeout) {
                         self.penalize(peer, Offence::Stall);
                     }
@@ -917,11 +900,7 @@ impl Service {
                 if matches!(result, Ok(Accepted::Activated)) {
                     // The sender has the block that is now our tip.
                     let ours = self.node.summary().tip;
-                    if let Some(status) = self.peers.get_mut(&source).and_then(|s| s.status.as_mut()) {
-                        if ours.chain_work > status.tip.chain_work {
-                            status.tip = ours;
-                        }
-                    }
+                    self.peer_has(source, ours);
                 }
                 self.schedule_blocks();
             }
@@ -939,15 +918,26 @@ impl Service {
                     self.penalize(source, offence);
                 }
             }
-            Outcome::Headers { peer, full, pending, seen, result } => {
-                let Some(state) = self.peers.get_mut(&peer) else { return };
-                state.pending_headers = pending;
-                // It sent these headers, so it has at least that chain.
-                if let (Some(status), Some(seen)) = (state.status.as_mut(), seen) {
-                    if seen.chain_work > status.tip.chain_work {
-                        status.tip = seen;
-                    }
+            Outcome::Headers { peer, mut full, mut pending, held_before, seen, result } => {
+                if !self.pending_headers.returned(held_before, pending.len()) {
+                    tracing::info!(
+                        %peer,
+                        count = pending.len(),
+                        "low-work headers dropped: the budget for them is full"
+                    );
+                    pending = Vec::new();
+                    // Asking on would bring the same headers back.
+                    full = false;
                 }
+                // It sent these headers, so it has at least that chain.
+                if let Some(seen) = seen {
+                    self.peer_has(peer, seen);
+                }
+                let Some(state) = self.peers.get_mut(&peer) else {
+                    self.pending_headers.released(pending.len());
+                    return;
+                };
+                state.pending_headers = pending;
                 match result {
                     Ok(stored) => {
                         state.headers_in_flight = false;
@@ -964,6 +954,7 @@ impl Service {
                     Err(error) => {
                         tracing::info!(%peer, "headers refused: {error}");
                         state.headers_in_flight = false;
+                        self.pending_headers.released(state.pending_headers.len());
                         state.pending_headers.clear();
                         if error.is_misbehaviour() {
                             self.penalize(peer, Offence::InvalidHeaders);
@@ -976,10 +967,7 @@ impl Service {
                 // Stored bodies stay counted as delivered until the download
                 // queue, under the lock, sees them stored; refused ones may
                 // be asked for again.
-                for (hash, _) in &failures {
-                    self.delivered.remove(hash);
-                }
-                self.delivered_bytes = self.delivered_bytes.saturating_sub(bytes);
+                self.download.connect_finished(bytes, failures.iter().map(|(hash, _)| hash));
                 self.tell_tip();
                 for (hash, error) in failures {
                     tracing::info!(%peer, %hash, "block refused: {error}");
@@ -1051,6 +1039,7 @@ impl Service {
                 bytes_out: s.bytes_out,
                 connected_secs: now.duration_since(s.connected_at).as_secs(),
                 agent: s.agent.clone(),
+                pending_headers: s.pending_headers.len(),
             })
             .collect();
         list.sort_by(|a, b| a.id.cmp(&b.id));

@@ -14,12 +14,23 @@ impl Service {
             state.status = Some(status);
             state.last_status = Instant::now();
         }
+        self.download.set_height(peer, status.tip.height.get());
         self.refresh_peers();
         let best = self.node.summary().best_header;
         if status.tip.chain_work > best.chain_work {
             self.request_headers(peer);
         }
         self.schedule_blocks();
+    }
+
+    /// `peer` showed it has the chain up to `tip` (it sent its headers, or
+    /// its block became ours), whatever its last status said.
+    pub(super) fn peer_has(&mut self, peer: PeerId, tip: TipSummary) {
+        let Some(status) = self.peers.get_mut(&peer).and_then(|s| s.status.as_mut()) else { return };
+        if tip.chain_work > status.tip.chain_work {
+            status.tip = tip;
+            self.download.set_height(peer, tip.height.get());
+        }
     }
 
     /// Asks `peer` for the headers after what we have (and what it already sent).
@@ -53,9 +64,9 @@ impl Service {
         tracing::trace!(target: "cairn_node::sync", %peer, asked = asked.label(), "answer received");
         if let Some(state) = self.peers.get_mut(&peer) {
             state.bytes_in += response.encoded_len() as u64;
-            if !matches!(asked, Asked::Status) {
-                state.requests_in_flight = state.requests_in_flight.saturating_sub(1);
-            }
+        }
+        if matches!(asked, Asked::Headers) {
+            self.download.request_ended(peer);
         }
         match (asked, response) {
             (Asked::Status, Response::Status(status)) => self.on_status(peer, status),
@@ -68,11 +79,7 @@ impl Service {
                     state.headers_in_flight &= !matches!(asked, Asked::Headers);
                 }
                 if let Asked::Blocks(hashes) = asked {
-                    let now = Instant::now();
-                    for hash in hashes {
-                        self.blocks_in_flight.remove(&hash);
-                        self.avoid.insert((hash, peer), now);
-                    }
+                    self.download.blocks_failed(peer, &hashes, Instant::now());
                     self.schedule_blocks();
                 }
             }
@@ -82,9 +89,7 @@ impl Service {
                     state.headers_in_flight &= !matches!(asked, Asked::Headers);
                 }
                 if let Asked::Blocks(hashes) = asked {
-                    for hash in hashes {
-                        self.blocks_in_flight.remove(&hash);
-                    }
+                    self.download.blocks_failed(peer, &hashes, Instant::now());
                 }
                 self.penalize(peer, Offence::ProtocolViolation);
             }
@@ -99,39 +104,30 @@ impl Service {
             return;
         }
         let pending = std::mem::take(&mut state.pending_headers);
+        let held_before = pending.len();
         let node = self.node.clone();
         let minimum = self.config.minimum_chain_work;
         self.tasks.push(tokio::task::spawn_blocking(move || {
             let full = headers.len() == MAX_HEADERS_PER_ANSWER;
             let (pending, seen, result) = take_headers(&node, pending, headers, minimum);
-            Outcome::Headers { peer, full, pending, seen, result }
+            Outcome::Headers { peer, full, pending, held_before, seen, result }
         }));
     }
 
     pub(super) fn on_blocks(&mut self, peer: PeerId, asked: &[BlockHash], blocks: Vec<Block>) {
-        let now = Instant::now();
         let asked_set: HashSet<&BlockHash> = asked.iter().collect();
         let mut wanted = Vec::new();
         let mut hashes = HashSet::new();
         let mut junk = false;
         for block in blocks {
             let hash = block.block_hash();
-            if asked_set.contains(&hash) {
+            if asked_set.contains(&hash) && hashes.insert(hash) {
                 wanted.push(block);
-                hashes.insert(hash);
             } else {
                 junk = true;
             }
         }
-        for hash in asked {
-            if self.blocks_in_flight.get(hash) == Some(&peer) {
-                self.blocks_in_flight.remove(hash);
-            }
-            // It does not have this one (another branch, or pruned): ask someone else.
-            if !hashes.contains(hash) {
-                self.avoid.insert((*hash, peer), now);
-            }
-        }
+        self.download.blocks_answered(peer, asked, &hashes, Instant::now());
         if junk {
             self.penalize(peer, Offence::Unrequested);
         }
@@ -141,10 +137,7 @@ impl Service {
         }
         let bytes: usize = wanted.iter().map(Block::size).sum();
         match self.connector.try_send((peer, wanted, bytes)) {
-            Ok(()) => {
-                self.delivered.extend(hashes);
-                self.delivered_bytes += bytes;
-            }
+            Ok(()) => self.download.delivered(hashes, bytes),
             // The queue is full: drop the answer; its blocks are asked for again.
             Err(e) => tracing::debug!(%peer, "block-sync queue full: {e}"),
         }
@@ -152,95 +145,50 @@ impl Service {
         self.schedule_blocks();
     }
 
-    /// Asks peers for the missing bodies of the best header chain.
+    /// Asks peers for the missing bodies of the best header chain, as the
+    /// download plans it; penalizes the peers it finds stalling.
     pub(super) fn schedule_blocks(&mut self) {
-        let now = Instant::now();
-        self.avoid.retain(|_, when| now.duration_since(*when) < Duration::from_secs(60));
-        if self.delivered_bytes >= DELIVERED_BYTES {
+        if self.download.saturated() {
             return;
         }
-        let mut peers: Vec<(PeerId, u32, usize)> = self
-            .peers
-            .iter()
-            .filter_map(|(peer, s)| s.status.map(|st| (*peer, st.tip.height.get(), s.requests_in_flight)))
-            .filter(|(_, _, in_flight)| *in_flight < REQUESTS_PER_PEER)
-            .collect();
-        if peers.is_empty() {
-            return;
-        }
-        peers.sort_by_key(|(_, _, in_flight)| *in_flight);
         // The network task never waits for the state lock (a block may be
         // connecting, headers being stored): what needs it waits for the
         // next call when the lock is busy.
         let summary = self.node.summary();
-        let horizon = summary.tip.height.get().saturating_add(DOWNLOAD_WINDOW);
         // The download queue is worked out again only when the best header changes.
-        if self.download.0 != summary.best_header.hash {
+        if self.download.queue_for() != Some(summary.best_header.hash) {
             let Some(state) = self.node.try_state() else { return };
             let best = state.chain.best_header().hash;
-            self.download.1 = state
+            let queue: Vec<(BlockHash, u32)> = state
                 .chain
                 .missing_bodies(usize::MAX)
                 .into_iter()
                 .filter_map(|hash| state.chain.entry(&hash).map(|e| (hash, e.record.height.get())))
                 .collect();
-            self.download.0 = best;
-            let wanted: HashSet<BlockHash> = self.download.1.iter().map(|(hash, _)| *hash).collect();
-            self.delivered.retain(|hash| wanted.contains(hash));
+            self.download.set_queue(best, queue);
         }
-        let mut missing: Vec<(BlockHash, u32)> = self
-            .download
-            .1
-            .iter()
-            .take_while(|(_, height)| *height <= horizon)
-            .filter(|(hash, _)| !self.blocks_in_flight.contains_key(hash) && !self.delivered.contains(hash))
-            .copied()
-            .collect();
+        let now = Instant::now();
+        let tip = summary.tip.height.get();
         // Without the lock, what was delivered (stored or waiting to be)
         // is known here; only bodies that came another way (gossip, RPC)
         // need the lock to be seen.
-        if let Some(state) = self.node.try_state() {
-            while let Some((hash, _)) = self.download.1.front().filter(|(hash, _)| state.chain.has_body(hash))
-            {
-                self.delivered.remove(hash);
-                self.download.1.pop_front();
-            }
-            missing.retain(|(hash, _)| !state.chain.has_body(hash));
+        let plan = match self.node.try_state() {
+            Some(state) => self.download.plan(now, tip, Some(&|hash: &BlockHash| state.chain.has_body(hash))),
+            None => self.download.plan(now, tip, None),
+        };
+        for peer in plan.stalled {
+            tracing::info!(%peer, "peer stalls the download: its blocks are asked of others");
+            self.penalize(peer, Offence::Stall);
         }
-        if missing.is_empty() {
-            return;
-        }
-        let mut queue = missing.into_iter().peekable();
-        let mut requests = Vec::new();
-        'peers: for (peer, height, in_flight) in peers {
-            for _ in in_flight..REQUESTS_PER_PEER {
-                let mut batch = Vec::new();
-                while batch.len() < MAX_BLOCKS_PER_REQUEST {
-                    let Some((hash, block_height)) = queue.peek().copied() else { break };
-                    if block_height > height {
-                        continue 'peers;
-                    }
-                    if self.avoid.contains_key(&(hash, peer)) {
-                        break;
-                    }
-                    queue.next();
-                    batch.push(hash);
-                }
-                if batch.is_empty() {
-                    continue 'peers;
-                }
-                requests.push((peer, batch));
-            }
-        }
-        for (peer, batch) in requests {
-            for hash in &batch {
-                self.blocks_in_flight.insert(*hash, peer);
-            }
+        for (peer, batch) in plan.requests {
             self.send_request(peer, Request::Blocks(batch.clone()), Asked::Blocks(batch));
         }
     }
 }
 
+/// Checks headers a peer sent (continuing what it sent before, or starting
+/// from a block we know) and stores the run once it beats the active chain
+/// and the minimum chain work. Returns what is still pending.
 pub(super) fn take_headers(
     node: &Node,
     mut pending: Vec<BlockHeader>,
