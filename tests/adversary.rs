@@ -32,9 +32,12 @@ use crate::support::{NodeProcess, Rpc};
 /// then nothing more.
 const HANG: u32 = u32::MAX - 1;
 
-/// Writes whatever bytes it is given, with a length prefix that may lie.
+/// Writes whatever bytes it is given, with a length prefix that may lie;
+/// while `deaf`, never reads an answer (the stream's receive window closes).
 #[derive(Debug, Clone, Default)]
-pub(crate) struct RawCodec;
+pub(crate) struct RawCodec {
+    deaf: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
 
 /// A raw frame: the length to claim, and the bytes to send.
 #[derive(Debug, Clone)]
@@ -77,6 +80,9 @@ impl request_response::Codec for RawCodec {
         _: &StreamProtocol,
         io: &mut T,
     ) -> io::Result<Vec<u8>> {
+        if self.deaf.load(std::sync::atomic::Ordering::Relaxed) {
+            std::future::pending::<()>().await;
+        }
         let mut body = Vec::new();
         io.take(16 << 20).read_to_end(&mut body).await?;
         Ok(body)
@@ -129,6 +135,8 @@ pub(crate) struct Adversary {
     claimed: Option<Status>,
     /// Headers to answer the victim's headers requests with.
     headers: Vec<BlockHeader>,
+    /// While set, answers to its requests are never read.
+    deaf: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Adversary {
@@ -142,6 +150,8 @@ impl Adversary {
         let genesis = Params::for_network(Network::Regtest).genesis_hash;
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
         let key = identity::Keypair::generate_ed25519();
+        let codec = RawCodec::default();
+        let deaf = codec.deaf.clone();
         let mut swarm = runtime.block_on(async {
             libp2p::SwarmBuilder::with_existing_identity(key)
                 .with_tokio()
@@ -164,7 +174,7 @@ impl Adversary {
                         )
                         .expect("gossipsub"),
                         sync: request_response::Behaviour::with_codec(
-                            RawCodec,
+                            codec,
                             [(protocol, request_response::ProtocolSupport::Full)],
                             request_response::Config::default()
                                 .with_request_timeout(Duration::from_secs(120))
@@ -188,7 +198,8 @@ impl Adversary {
             let _inside = runtime.enter();
             swarm.dial(address).expect("dial");
         }
-        let mut adversary = Self { runtime, swarm, victim, genesis, claimed: None, headers: Vec::new() };
+        let mut adversary =
+            Self { runtime, swarm, victim, genesis, claimed: None, headers: Vec::new(), deaf };
         let mut subscribed = 0;
         adversary.drive(Duration::from_secs(20), |event| {
             if let SwarmEvent::Behaviour(AttackerEvent::Gossipsub(gossipsub::Event::Subscribed { .. })) =
@@ -750,4 +761,161 @@ fn a_request_on_an_unknown_protocol_is_refused_at_negotiation_and_costs_nothing(
     wait_until(60, "the victim to take the honest block", || tip(&victim.rpc) == next[0]);
     victim.stop();
     honest.stop();
+}
+
+/// `count` valid regtest headers on genesis, each mined: a chain with
+/// less work than any longer one.
+fn low_work_fork(count: u32, tag: u8) -> Vec<BlockHeader> {
+    let params = Params::for_network(Network::Regtest);
+    let mut prev = params.genesis.header;
+    (0..count)
+        .map(|i| {
+            let mut header = BlockHeader {
+                version: 1,
+                prev_block: prev.block_hash(),
+                merkle_root: cairn_consensus::MerkleRoot::from_byte_array([tag; 32]),
+                time: prev.time + 1,
+                bits: prev.bits,
+                nonce: i,
+            };
+            while check_header(&header, &params).is_err() {
+                header.nonce = header.nonce.wrapping_add(count);
+            }
+            prev = header;
+            header
+        })
+        .collect()
+}
+
+/// The pending headers the victim lists for `peer`, while it is connected.
+fn pending_of(rpc: &Rpc, peer: &PeerId) -> Option<u64> {
+    rpc.ok("getpeerinfo", json!([]))
+        .as_array()
+        .expect("peers")
+        .iter()
+        .find(|p| p["id"] == json!(peer.to_string()))
+        .and_then(|p| p["pending_headers"].as_u64())
+}
+
+#[test]
+fn low_work_header_chains_are_held_within_budget_never_stored_and_cost_nothing() {
+    let (_dir_v, _dir_h, victim, honest) = victim_and_honest(40);
+    let target = victim.p2p_address();
+    let genesis = Params::for_network(Network::Regtest).genesis_hash;
+    let mut attackers = Vec::new();
+    for tag in 1..=3u8 {
+        // Shorter than the honest chain, so less work; each host its own fork.
+        let fork = low_work_fork(30, tag);
+        let mut attacker = Adversary::connect(&target);
+        let last = *fork.last().expect("fork");
+        attacker.headers = fork;
+        // It claims far more work than it will show.
+        attacker.claimed = Some(Status {
+            genesis,
+            tip: cairn_node::chain::TipSummary {
+                hash: last.block_hash(),
+                height: cairn_consensus::Height::new(1_000_000),
+                chain_work: cairn_consensus::Work::from_u256(cairn_consensus::U256::from_u64(u64::MAX)),
+            },
+        });
+        let status = Request::Status(attacker.claimed.expect("claimed")).to_bytes();
+        attacker.send_raw(Frame::honest(status));
+        attackers.push((attacker, last));
+    }
+    for (attacker, _) in &mut attackers {
+        let peer = attacker.peer_id();
+        let held = (0..30).any(|_| {
+            attacker.drive(Duration::from_secs(1), |_| false);
+            pending_of(&victim.rpc, &peer) == Some(30)
+        });
+        assert!(held, "the victim holds the 30 checked low-work headers of {peer}");
+    }
+    for (attacker, last) in &mut attackers {
+        // Valid headers with too little work: never stored, never penalized.
+        assert!(
+            victim.rpc.call("getblockheader", json!([last.block_hash().to_string()])).is_err(),
+            "a low-work header is not stored"
+        );
+        attacker.drive(Duration::from_millis(200), |_| false);
+        assert_eq!(score_of(&victim.rpc, &attacker.peer_id()), Some(0.0), "low work is no offence");
+    }
+    // The victim follows the honest chain and asks the liars for nothing it cannot get.
+    let next: Value = honest.rpc.ok("generatetoaddress", json!([1, address(1)]));
+    wait_until(60, "the victim to take the honest block", || tip(&victim.rpc) == next[0]);
+}
+
+/// A block on the victim's tip whose coinbase pays `outputs` outputs
+/// (about 42 bytes each): a big block without a single signature.
+fn fat_block(rpc: &Rpc, outputs: usize) -> Block {
+    let params = Params::for_network(Network::Regtest);
+    let mut block = block_on_tip(rpc, Vec::new(), false);
+    let coinbase = &mut block.transactions[0];
+    let total = coinbase.outputs[0].amount.to_base_units();
+    let each = total / outputs as u64;
+    coinbase.outputs = (0..outputs)
+        .map(|n| TxOut {
+            amount: Amount::from_base_units(if n == 0 { total - each * (outputs as u64 - 1) } else { each })
+                .expect("amount"),
+            lock: Lock::key(keypair(9).x_only_public_key().0.serialize()),
+        })
+        .collect();
+    block.header.merkle_root = block_merkle_root(&block).root;
+    block.header.nonce = 0;
+    while check_header(&block.header, &params).is_err() {
+        block.header.nonce += 1;
+    }
+    block
+}
+
+#[test]
+fn a_peer_that_never_reads_its_answers_has_them_dropped_and_pays_a_stall() {
+    let (_dir_v, _dir_h, victim, honest) = victim_and_honest(5);
+    // Three blocks of about 340 KB: an answer with all three is over a
+    // Yamux stream's receive window, so the victim's write blocks.
+    let mut hashes = Vec::new();
+    for _ in 0..3 {
+        let block = fat_block(&victim.rpc, 8_000);
+        assert!(block.size() > 300_000, "{} bytes", block.size());
+        assert_eq!(victim.rpc.ok("submitblock", json!([hex::encode(block.encode())])), Value::Null);
+        hashes.push(block.block_hash());
+    }
+    let before = rss_kib(victim.pid());
+    let mut attacker = Adversary::connect(&victim.p2p_address());
+    let peer = attacker.peer_id();
+    attacker.deaf.store(true, std::sync::atomic::Ordering::Relaxed);
+    // Its whole answer budget (eight), each answer about a megabyte, never read.
+    for _ in 0..8 {
+        attacker.send_raw(Frame::honest(Request::Blocks(hashes.clone()).to_bytes()));
+    }
+    // The victim gives up on them after its request timeout (20 s) and
+    // counts a stall against the peer.
+    let penalized = (0..60).any(|_| {
+        attacker.drive(Duration::from_secs(1), |_| false);
+        score_of(&victim.rpc, &peer).is_some_and(|score| score < 0.0)
+    });
+    assert!(penalized, "a stall is counted against a peer that does not read");
+    let during = rss_kib(victim.pid());
+    assert!(during < before + 64 * 1024, "answers held stay bounded: {before} KiB then {during} KiB");
+    // Its budget is free again: once it reads, it is served in full.
+    attacker.deaf.store(false, std::sync::atomic::Ordering::Relaxed);
+    attacker.send_raw(Frame::honest(Request::Blocks(hashes.clone()).to_bytes()));
+    let mut served = None;
+    attacker.drive(Duration::from_secs(30), |event| {
+        if let SwarmEvent::Behaviour(AttackerEvent::Sync(request_response::Event::Message {
+            message: request_response::Message::Response { response, .. },
+            ..
+        })) = event
+        {
+            // (The raw answer starts with its 4-byte length.)
+            if let Some(Ok(Response::Blocks(blocks))) = response.get(4..).map(Response::from_bytes) {
+                served = Some(blocks.iter().map(Block::block_hash).collect::<Vec<_>>());
+                return true;
+            }
+        }
+        false
+    });
+    assert_eq!(served, Some(hashes), "served again once it reads");
+    // And the honest peer was followed throughout.
+    let next: Value = honest.rpc.ok("generatetoaddress", json!([1, address(1)]));
+    wait_until(60, "the victim to take the honest block", || tip(&victim.rpc) == next[0]);
 }
