@@ -20,6 +20,11 @@
 //! Core's rule), everything it holds is asked of others, and the timeout
 //! doubles (up to [`MAX_STALL_TIMEOUT`]) so a slow network does not turn
 //! every peer into a staller; each answer with blocks brings it back down.
+//! A `busy` answer says the peer is at its serving budget for us: its
+//! blocks are asked again at once, but the requests kept in flight to it
+//! halve (one more is allowed back for each answer with blocks, up to
+//! [`REQUESTS_PER_PEER`]), and when even one request is too many it is
+//! left alone for [`BUSY_BACKOFF`].
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::Hash;
@@ -35,9 +40,11 @@ pub const DOWNLOAD_WINDOW: u32 = 1_024;
 /// Bytes of answers waiting to be connected, at most, before no more
 /// bodies are asked for.
 pub const DELIVERED_BYTES: usize = 64 << 20;
-/// How long a peer that did not have a block, timed out or was busy is
-/// not asked for that block again.
+/// How long a peer that did not have a block or timed out is not asked
+/// for that block again.
 pub const AVOID_FOR: Duration = Duration::from_secs(60);
+/// How long a peer that answered busy to its only request is left alone.
+pub const BUSY_BACKOFF: Duration = Duration::from_millis(500);
 /// How long the block the tip waits for may be in flight before its peer
 /// counts as stalling, at first.
 pub const STALL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -106,12 +113,22 @@ impl<P> Default for Plan<P> {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct PeerSync {
     /// The height of the tip it claims (from its status, or headers it sent).
     height: Option<u32>,
     /// Its requests in flight (headers and blocks).
     requests: usize,
+    /// Requests it may have in flight now (lowered by busy answers).
+    limit: usize,
+    /// Not asked for blocks before this (busy with a single request).
+    paused_until: Option<Instant>,
+}
+
+impl Default for PeerSync {
+    fn default() -> Self {
+        Self { height: None, requests: 0, limit: REQUESTS_PER_PEER, paused_until: None }
+    }
 }
 
 /// The body download: see the module's documentation.
@@ -127,6 +144,7 @@ pub struct Download<P> {
     delivered: HashSet<BlockHash>,
     /// The encoded size of the answers still waiting to be connected.
     delivered_bytes: usize,
+    /// Blocks not to ask of a peer, until when.
     avoid: HashMap<(BlockHash, P), Instant>,
     /// The best header the queue was worked out for, and the queue:
     /// blocks on its way without a body, lowest first.
@@ -225,8 +243,11 @@ impl<P: Copy + Eq + Hash + Ord> Download<P> {
     }
 
     /// `peer` answered a blocks request for `asked` with the blocks in
-    /// `received` (those asked for only). A block it left out is asked of
-    /// others: it does not have it (another branch, or pruned).
+    /// `received` (those asked for only). Blocks after the last one sent
+    /// were left out for the answer's size cap: they may be asked again of
+    /// anyone. A block left out before it, or every block of an empty
+    /// answer, is asked of others: the peer does not have it (another
+    /// branch, or pruned).
     pub fn blocks_answered(
         &mut self,
         peer: P,
@@ -235,28 +256,56 @@ impl<P: Copy + Eq + Hash + Ord> Download<P> {
         now: Instant,
     ) {
         self.request_ended(peer);
-        for hash in asked {
+        let last_sent = asked.iter().rposition(|hash| received.contains(hash));
+        for (index, hash) in asked.iter().enumerate() {
             if self.in_flight.get(hash).is_some_and(|(p, _)| *p == peer) {
                 self.in_flight.remove(hash);
             }
-            if !received.contains(hash) {
-                self.avoid.insert((*hash, peer), now);
+            let capped = last_sent.is_some_and(|last| index > last);
+            if !received.contains(hash) && !capped {
+                self.avoid.insert((*hash, peer), now + AVOID_FOR);
             }
         }
         if !received.is_empty() {
             self.stall_timeout = self.stall_timeout.mul_f64(0.85).max(STALL_TIMEOUT);
+            if let Some(state) = self.peers.get_mut(&peer) {
+                state.limit = (state.limit + 1).min(REQUESTS_PER_PEER);
+            }
         }
     }
 
-    /// A blocks request to `peer` failed (timed out, busy, undecodable):
-    /// its blocks are asked of others.
+    /// A blocks request to `peer` failed (timed out, undecodable): its
+    /// blocks are asked of others.
     pub fn blocks_failed(&mut self, peer: P, asked: &[BlockHash], now: Instant) {
+        self.release(peer, asked, now + AVOID_FOR);
+    }
+
+    /// `peer` answered a blocks request busy (it is at its serving budget
+    /// for us): its blocks may be asked again at once, of anyone, but it
+    /// gets half as many requests in flight, and none for
+    /// [`BUSY_BACKOFF`] when it was down to one.
+    pub fn blocks_busy(&mut self, peer: P, asked: &[BlockHash], now: Instant) {
         self.request_ended(peer);
         for hash in asked {
             if self.in_flight.get(hash).is_some_and(|(p, _)| *p == peer) {
                 self.in_flight.remove(hash);
             }
-            self.avoid.insert((*hash, peer), now);
+        }
+        if let Some(state) = self.peers.get_mut(&peer) {
+            if state.limit == 1 {
+                state.paused_until = Some(now + BUSY_BACKOFF);
+            }
+            state.limit = (state.limit / 2).max(1);
+        }
+    }
+
+    fn release(&mut self, peer: P, asked: &[BlockHash], until: Instant) {
+        self.request_ended(peer);
+        for hash in asked {
+            if self.in_flight.get(hash).is_some_and(|(p, _)| *p == peer) {
+                self.in_flight.remove(hash);
+            }
+            self.avoid.insert((*hash, peer), until);
         }
     }
 
@@ -286,7 +335,7 @@ impl<P: Copy + Eq + Hash + Ord> Download<P> {
         tip_height: u32,
         stored: Option<&dyn Fn(&BlockHash) -> bool>,
     ) -> Plan<P> {
-        self.avoid.retain(|_, when| now.duration_since(*when) < AVOID_FOR);
+        self.avoid.retain(|_, until| *until > now);
         let mut plan = Plan::default();
         if let Some(stored) = stored {
             while let Some((hash, _)) = self.queue.front().filter(|(hash, _)| stored(hash)) {
@@ -304,7 +353,7 @@ impl<P: Copy + Eq + Hash + Ord> Download<P> {
             self.in_flight.retain(|hash, (p, _)| {
                 let keep = *p != staller;
                 if !keep {
-                    self.avoid.insert((*hash, staller), now);
+                    self.avoid.insert((*hash, staller), now + AVOID_FOR);
                 }
                 keep
             });
@@ -318,7 +367,7 @@ impl<P: Copy + Eq + Hash + Ord> Download<P> {
             .filter(|(hash, _)| stored.is_none_or(|stored| !stored(hash)))
             .copied()
             .collect();
-        plan.requests = self.assign(missing);
+        plan.requests = self.assign(missing, now);
         for (peer, batch) in &plan.requests {
             for hash in batch {
                 self.in_flight.insert(*hash, (*peer, now));
@@ -333,12 +382,13 @@ impl<P: Copy + Eq + Hash + Ord> Download<P> {
     /// Shares `missing` (lowest first) out in batches, one batch per peer
     /// in turn, least busy peers first, each only blocks at or below the
     /// tip it claims and not avoided for it.
-    fn assign(&self, missing: Vec<(BlockHash, u32)>) -> Vec<(P, Vec<BlockHash>)> {
-        let mut peers: Vec<(usize, P, u32)> = self
+    fn assign(&self, missing: Vec<(BlockHash, u32)>, now: Instant) -> Vec<(P, Vec<BlockHash>)> {
+        let mut peers: Vec<(usize, P, u32, usize)> = self
             .peers
             .iter()
-            .filter_map(|(peer, s)| s.height.map(|height| (s.requests, *peer, height)))
-            .filter(|(requests, _, _)| *requests < REQUESTS_PER_PEER)
+            .filter(|(_, s)| s.paused_until.is_none_or(|until| until <= now))
+            .filter_map(|(peer, s)| s.height.map(|height| (s.requests, *peer, height, s.limit)))
+            .filter(|(requests, _, _, limit)| requests < limit)
             .collect();
         peers.sort_unstable();
         let mut left: Vec<Option<(BlockHash, u32)>> = missing.into_iter().map(Some).collect();
@@ -346,8 +396,8 @@ impl<P: Copy + Eq + Hash + Ord> Download<P> {
         let mut progress = true;
         while progress {
             progress = false;
-            for (requests_of_peer, peer, height) in &mut peers {
-                if *requests_of_peer >= REQUESTS_PER_PEER {
+            for (requests_of_peer, peer, height, limit) in &mut peers {
+                if *requests_of_peer >= *limit {
                     continue;
                 }
                 let mut batch = Vec::new();
@@ -385,7 +435,7 @@ impl<P: Copy + Eq + Hash + Ord> Download<P> {
         }
         let another = self.peers.iter().any(|(peer, s)| {
             peer != holder
-                && s.requests < REQUESTS_PER_PEER
+                && s.requests < s.limit
                 && s.height.is_some_and(|h| h >= *height)
                 && !self.avoid.contains_key(&(*front, *peer))
         });
@@ -472,22 +522,67 @@ mod tests {
         // nor those still in flight.
         let next = d.plan(now, 0, None);
         assert_eq!(asked_of(&next, A), (129..=144).collect::<Vec<_>>());
-        // The first request comes back with half its blocks: the other
-        // half is not asked of A again (it does not have them).
-        d.blocks_answered(A, &first, &all(&first[..8]), now);
-        d.delivered(first[..8].iter().copied(), 500);
+        // The first request comes back without 9 to 15 (it has 16): those
+        // are not asked of A again (it does not have them).
+        let mut sent = all(&first[..8]);
+        sent.insert(first[15]);
+        d.blocks_answered(A, &first, &sent, now);
+        d.delivered(sent.iter().copied(), 500);
         let again = d.plan(now, 0, None);
-        assert!(asked_of(&again, A).iter().all(|h| !(9..=16).contains(h)), "{again:?}");
+        assert!(asked_of(&again, A).iter().all(|h| !(9..=15).contains(h)), "{again:?}");
         // Another peer gets them.
         d.connected(B);
         d.set_height(B, 256);
         let other = d.plan(now, 0, None);
-        assert_eq!(asked_of(&other, B)[..8], (9..=16).collect::<Vec<_>>()[..]);
+        assert_eq!(asked_of(&other, B)[..7], (9..=15).collect::<Vec<_>>()[..]);
         // Stored ones leave the queue and the delivered set.
         let stored: HashSet<BlockHash> = (1..=8).map(hash).collect();
         d.connect_finished(1_500, []);
         d.plan(now, 8, Some(&|h: &BlockHash| stored.contains(h)));
         assert_eq!(d.queue.front().map(|(_, h)| *h), Some(9));
+    }
+
+    #[test]
+    fn blocks_left_out_for_the_size_cap_are_asked_again_and_gaps_elsewhere() {
+        let now = Instant::now();
+        let mut d = download(16, 16, &[(A, 16)]);
+        let asked = d.plan(now, 0, None).requests[0].1.clone();
+        // Big blocks: the answer holds 1, 2 and 4 (3 is missing), then its
+        // 4 MB were full.
+        let sent: HashSet<BlockHash> = [1, 2, 4].into_iter().map(hash).collect();
+        d.blocks_answered(A, &asked, &sent, now);
+        d.delivered(sent.iter().copied(), 3_000_000);
+        let next = d.plan(now, 0, None);
+        assert_eq!(asked_of(&next, A), (5..=16).collect::<Vec<_>>(), "the rest at once; 3 not of A");
+        d.connected(B);
+        d.set_height(B, 16);
+        assert_eq!(asked_of(&d.plan(now, 0, None), B), vec![3]);
+    }
+
+    #[test]
+    fn busy_answers_halve_what_a_peer_is_asked_and_its_blocks_are_asked_again_at_once() {
+        let now = Instant::now();
+        let mut d = download(8, 1, &[(C, 8)]);
+        let first = d.plan(now, 0, None);
+        assert_eq!(first.requests.len(), REQUESTS_PER_PEER);
+        // Three busy answers: 8, then 4, 2, 1 in flight allowed.
+        for (_, batch) in &first.requests[..3] {
+            d.blocks_busy(C, batch, now);
+        }
+        assert!(d.plan(now, 0, None).requests.is_empty(), "five in flight, one allowed");
+        // Each answer with blocks allows one more back.
+        for (_, batch) in &first.requests[3..] {
+            d.blocks_answered(C, batch, &all(batch), now);
+            d.delivered(batch.iter().copied(), 100);
+        }
+        let again = d.plan(now, 0, None);
+        assert_eq!(asked_of(&again, C), vec![1, 2, 3], "the busy ones at once, not avoided");
+        // Busy down to one request: left alone for a moment, then one at a time.
+        for (_, batch) in &again.requests {
+            d.blocks_busy(C, batch, now);
+        }
+        assert!(d.plan(now + BUSY_BACKOFF - Duration::from_millis(1), 0, None).requests.is_empty());
+        assert_eq!(asked_of(&d.plan(now + BUSY_BACKOFF, 0, None), C), vec![1]);
     }
 
     #[test]
@@ -545,7 +640,7 @@ mod tests {
         let next = d.plan(now, 0, None);
         assert_eq!(asked_of(&next, B), liar);
         assert!(asked_of(&next, A).is_empty());
-        // Busy or timed out is the same: asked elsewhere.
+        // Timed out: asked elsewhere (nobody is left here).
         for (_, batch) in &next.requests {
             d.blocks_failed(B, batch, now);
         }
