@@ -8,6 +8,8 @@ use std::collections::HashMap;
 use std::hash::Hash;
 use std::time::{Duration, Instant};
 
+use super::protocol::MAX_RESPONSE_SIZE;
+
 /// Gossiped blocks being validated for one peer, at most (each holds up
 /// to 16 MB decoded).
 pub const MAX_BLOCK_VALIDATIONS_PER_PEER: usize = 2;
@@ -21,8 +23,13 @@ pub const MAX_TRANSACTION_VALIDATIONS: usize = 128;
 /// a Cairn node keeps in flight to a peer.
 pub const MAX_ANSWERS_PER_PEER: usize = 8;
 /// Bytes of answers being built or written for all peers, at most (a
-/// blocks answer counts its full budget until it is built).
+/// blocks answer counts its full budget until it is built), but see
+/// [`ANSWER_HEADROOM`].
 pub const MAX_ANSWER_BYTES: usize = 64 << 20;
+/// Bytes past [`MAX_ANSWER_BYTES`] kept for peers that hold no answer:
+/// peers that fill the budget with answers they do not read (each held up
+/// to 20 s) cannot keep an honest peer from being served.
+pub const ANSWER_HEADROOM: usize = 16 << 20;
 /// The window over which a peer's served bytes are counted.
 pub const SERVE_WINDOW: Duration = Duration::from_secs(10);
 /// Bytes served to one peer in one window, at most (12.8 MB/s).
@@ -70,6 +77,10 @@ pub enum Busy {
     PeerAnswers,
     /// The peer was served its bytes for this window.
     PeerRate,
+    /// The peer holds its fair share of answer bytes: the budget over the
+    /// connected peers, and always one full blocks answer (like Bitcoin
+    /// Core's per-peer send buffer).
+    PeerShare,
     /// All answers together hold their bytes.
     Memory,
 }
@@ -81,6 +92,8 @@ struct Load {
     answers: usize,
     window_start: Instant,
     window_bytes: usize,
+    /// Bytes of its answers held now.
+    held: usize,
     /// Gossip ignored since `ignored_since`.
     ignored: usize,
     ignored_since: Instant,
@@ -101,11 +114,13 @@ pub struct Budget<P> {
     blocks: usize,
     transactions: usize,
     answer_bytes: usize,
+    /// Peers connected now, for the fair share of answer bytes.
+    connected: usize,
 }
 
 impl<P> Default for Budget<P> {
     fn default() -> Self {
-        Self { peers: HashMap::new(), blocks: 0, transactions: 0, answer_bytes: 0 }
+        Self { peers: HashMap::new(), blocks: 0, transactions: 0, answer_bytes: 0, connected: 1 }
     }
 }
 
@@ -117,6 +132,7 @@ impl<P: Eq + Hash + Copy> Budget<P> {
             answers: 0,
             window_start: now,
             window_bytes: 0,
+            held: 0,
             ignored: 0,
             ignored_since: now,
             gone: false,
@@ -127,6 +143,12 @@ impl<P: Eq + Hash + Copy> Budget<P> {
         if self.peers.get(&peer).is_some_and(|load| load.idle() && (load.window_bytes == 0 || load.gone)) {
             self.peers.remove(&peer);
         }
+    }
+
+    /// How many peers are connected (each one's fair share of answer bytes
+    /// is [`MAX_ANSWER_BYTES`] over this).
+    pub fn set_connected(&mut self, connected: usize) {
+        self.connected = connected.max(1);
     }
 
     /// The peer disconnected: its count goes once nothing of it is in
@@ -201,22 +223,33 @@ impl<P: Eq + Hash + Copy> Budget<P> {
         self.tidy(peer);
     }
 
-    /// Starts an answer to `peer` that may hold up to `reserve` bytes.
+    /// Starts an answer to `peer` that would like `want` bytes and is of
+    /// use with `least` (a blocks answer with one block); returns the bytes
+    /// granted, at most `want`, which the answer must keep within: what is
+    /// left of the peer's fair share and of the total.
     ///
     /// # Errors
-    /// Which bound it would pass: the peer gets a busy answer.
-    pub fn start_answer(&mut self, peer: P, reserve: usize, now: Instant) -> Result<(), Busy> {
+    /// Which bound leaves less than `least`: the peer gets a busy answer.
+    pub fn start_answer(&mut self, peer: P, want: usize, least: usize, now: Instant) -> Result<usize, Busy> {
         let held = self.answer_bytes;
+        let fair_share = (MAX_ANSWER_BYTES / self.connected).max(MAX_RESPONSE_SIZE);
         let load = self.load(peer, now);
         if now.duration_since(load.window_start) >= SERVE_WINDOW {
             load.window_start = now;
             load.window_bytes = 0;
         }
+        let share_left = fair_share.saturating_sub(load.held);
+        // The headroom past the budget is for peers holding no answer.
+        let total = if load.held == 0 { MAX_ANSWER_BYTES + ANSWER_HEADROOM } else { MAX_ANSWER_BYTES };
+        let total_left = total.saturating_sub(held);
+        let least = least.min(want);
         let refused = if load.answers >= MAX_ANSWERS_PER_PEER {
             Some(Busy::PeerAnswers)
         } else if load.window_bytes >= MAX_SERVED_PER_WINDOW {
             Some(Busy::PeerRate)
-        } else if held + reserve > MAX_ANSWER_BYTES {
+        } else if share_left < least {
+            Some(Busy::PeerShare)
+        } else if total_left < least {
             Some(Busy::Memory)
         } else {
             None
@@ -225,9 +258,11 @@ impl<P: Eq + Hash + Copy> Budget<P> {
             self.tidy(peer);
             return Err(busy);
         }
+        let granted = want.min(share_left).min(total_left);
         load.answers += 1;
-        self.answer_bytes += reserve;
-        Ok(())
+        load.held += granted;
+        self.answer_bytes += granted;
+        Ok(granted)
     }
 
     /// The answer reserved with `reserve` bytes was built at `size` bytes.
@@ -235,6 +270,7 @@ impl<P: Eq + Hash + Copy> Budget<P> {
         self.answer_bytes = self.answer_bytes.saturating_sub(reserve) + size;
         if let Some(load) = self.peers.get_mut(&peer) {
             load.window_bytes += size;
+            load.held = load.held.saturating_sub(reserve) + size;
         }
     }
 
@@ -243,6 +279,7 @@ impl<P: Eq + Hash + Copy> Budget<P> {
         self.answer_bytes = self.answer_bytes.saturating_sub(size);
         if let Some(load) = self.peers.get_mut(&peer) {
             load.answers = load.answers.saturating_sub(1);
+            load.held = load.held.saturating_sub(size);
         }
         self.tidy(peer);
     }
@@ -311,35 +348,63 @@ mod tests {
         let mut budget = Budget::default();
         let now = Instant::now();
         for _ in 0..MAX_ANSWERS_PER_PEER {
-            budget.start_answer(1, 1_000, now).expect("room");
+            budget.start_answer(1, 1_000, 1_000, now).expect("room");
         }
-        assert_eq!(budget.start_answer(1, 1_000, now), Err(Busy::PeerAnswers));
+        assert_eq!(budget.start_answer(1, 1_000, 1_000, now), Err(Busy::PeerAnswers));
         budget.answer_done(1, 1_000);
-        budget.start_answer(1, 1_000, now).expect("room after one was written");
-        // Memory: 4 MB answers from many peers stop at the total.
-        let mut started = 0;
-        for peer in 2..1_000 {
-            if budget.start_answer(peer, 4_000_000, now).is_ok() {
-                started += 1;
+        budget.start_answer(1, 1_000, 1_000, now).expect("room after one was written");
+        // Share: with four peers connected, each may hold 16 MiB (four 4 MB
+        // answers), so four peers fill the budget...
+        budget.set_connected(4);
+        let mut started = [0; 6];
+        for (count, peer) in started.iter_mut().zip(2..) {
+            for _ in 0..MAX_ANSWERS_PER_PEER {
+                match budget.start_answer(peer, 4_000_000, 4_000_000, now) {
+                    Ok(_) => *count += 1,
+                    Err(busy) => assert!(matches!(busy, Busy::PeerShare | Busy::Memory), "{busy:?}"),
+                }
             }
         }
-        assert_eq!(started, (MAX_ANSWER_BYTES - 8_000) / 4_000_000);
-        assert!(budget.answer_bytes() <= MAX_ANSWER_BYTES);
-        assert_eq!(budget.start_answer(5_000, 4_000_000, now), Err(Busy::Memory));
+        // ... the fifth, holding nothing, gets one from the headroom, and so
+        // does the sixth; past the headroom nobody.
+        assert_eq!(started, [4, 4, 4, 4, 1, 1]);
+        assert!(budget.answer_bytes() <= MAX_ANSWER_BYTES + ANSWER_HEADROOM);
+        assert_eq!(budget.start_answer(2, 1_000_000, 1_000_000, now), Err(Busy::PeerShare));
+        // A peer under its share but holding an answer waits for the total
+        // to drop under the budget.
+        budget.answer_done(2, 4_000_000);
+        assert_eq!(budget.start_answer(2, 4_000_000, 4_000_000, now), Err(Busy::Memory));
+        for _ in 0..4 {
+            budget.answer_done(3, 4_000_000);
+        }
+        budget.start_answer(2, 4_000_000, 4_000_000, now).expect("under the budget again");
+        // With many peers, the share is one full answer (and what a built
+        // answer leaves of it).
+        let mut many = Budget::default();
+        many.set_connected(1_000);
+        many.start_answer(1, MAX_RESPONSE_SIZE, MAX_RESPONSE_SIZE, now).expect("one full answer");
+        assert_eq!(many.start_answer(1, 1_000, 1_000, now), Err(Busy::PeerShare));
+        many.answer_built(1, MAX_RESPONSE_SIZE, 30_000);
+        many.start_answer(1, 1_000, 1_000, now).expect("room left by a small answer");
+        // An answer that can be cut short (blocks) is granted what is
+        // left of the share, when that is at least what it needs.
+        let left = MAX_RESPONSE_SIZE - 31_000;
+        assert_eq!(many.start_answer(1, MAX_RESPONSE_SIZE, 2_001_024, now), Ok(left));
+        assert_eq!(many.start_answer(1, MAX_RESPONSE_SIZE, 1, now), Err(Busy::PeerShare));
         // Rate: a peer served its window's bytes waits for the next window.
         let mut rate = Budget::default();
         let mut served = 0;
         while served < MAX_SERVED_PER_WINDOW {
-            rate.start_answer(1, 4_000_000, now).expect("within the window's bytes");
+            rate.start_answer(1, 4_000_000, 4_000_000, now).expect("within the window's bytes");
             rate.answer_built(1, 4_000_000, 4_000_000);
             rate.answer_done(1, 4_000_000);
             served += 4_000_000;
         }
-        assert_eq!(rate.start_answer(1, 4_000_000, now), Err(Busy::PeerRate));
-        rate.start_answer(1, 4_000_000, now + SERVE_WINDOW).expect("a new window");
+        assert_eq!(rate.start_answer(1, 4_000_000, 4_000_000, now), Err(Busy::PeerRate));
+        rate.start_answer(1, 4_000_000, 4_000_000, now + SERVE_WINDOW).expect("a new window");
         // Everything released: nothing is kept for idle peers.
         let mut idle = Budget::default();
-        idle.start_answer(3, 10, now).expect("room");
+        idle.start_answer(3, 10, 10, now).expect("room");
         idle.answer_built(3, 10, 0);
         idle.answer_done(3, 0);
         idle.start_validation(3, Gossip::Transaction, now);

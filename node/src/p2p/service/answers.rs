@@ -25,15 +25,17 @@ impl Service {
         true
     }
 
-    /// Starts an answer that may hold `reserve` bytes, or answers busy.
+    /// Starts an answer that would like `want` bytes and is of use with
+    /// `least`; returns the bytes granted, or answers busy.
     pub(super) fn admit_answer(
         &mut self,
         peer: PeerId,
-        reserve: usize,
+        want: usize,
+        least: usize,
         channel: request_response::ResponseChannel<Response>,
-    ) -> Option<request_response::ResponseChannel<Response>> {
-        match self.budget.start_answer(peer, reserve, Instant::now()) {
-            Ok(()) => Some(channel),
+    ) -> Option<(request_response::ResponseChannel<Response>, usize)> {
+        match self.budget.start_answer(peer, want, least, Instant::now()) {
+            Ok(granted) => Some((channel, granted)),
             Err(busy) => {
                 tracing::debug!(%peer, ?busy, "busy: request not served");
                 let _ = self.swarm.behaviour_mut().sync.send_response(channel, Response::Busy);
@@ -60,8 +62,8 @@ impl Service {
                 self.on_status(peer, status);
             }
             Request::Headers { locator } => {
-                let reserved = 16 + 80 * MAX_HEADERS_PER_ANSWER;
-                let Some(channel) = self.admit_answer(peer, reserved, channel) else { return };
+                let size = 16 + 80 * MAX_HEADERS_PER_ANSWER;
+                let Some((channel, reserved)) = self.admit_answer(peer, size, size, channel) else { return };
                 self.building.insert(request_id);
                 self.tasks.push(tokio::task::spawn_blocking(move || {
                     let headers = node.state().chain.headers_after(&locator, MAX_HEADERS_PER_ANSWER);
@@ -83,11 +85,18 @@ impl Service {
                     self.penalize(peer, Offence::ProtocolViolation);
                     return;
                 }
-                let reserved = MAX_RESPONSE_SIZE;
-                let Some(channel) = self.admit_answer(peer, reserved, channel) else { return };
+                // As much of the full answer as the budget grants, and
+                // at least room for one block (the asker asks again for
+                // what was left out).
+                let framing = MAX_RESPONSE_SIZE - BLOCKS_ANSWER_BUDGET;
+                let least = framing + cairn_consensus::MAX_BLOCK_SIZE;
+                let Some((channel, reserved)) = self.admit_answer(peer, MAX_RESPONSE_SIZE, least, channel)
+                else {
+                    return;
+                };
                 self.building.insert(request_id);
                 self.tasks.push(tokio::task::spawn_blocking(move || {
-                    let blocks = blocks_answer(node.store().as_ref(), &hashes, BLOCKS_ANSWER_BUDGET);
+                    let blocks = blocks_answer(node.store().as_ref(), &hashes, reserved - framing);
                     let response = Response::EncodedBlocks(blocks);
                     Outcome::Respond { channel, response, peer, request: request_id, reserved }
                 }));
@@ -99,7 +108,7 @@ impl Service {
 /// The stored encodings of the blocks named in `hashes` that this node
 /// has, in the order asked, read from the store without the state lock:
 /// a block joins the answer only while the answer stays within `budget`
-/// bytes (the first always does: a block is at most half the budget).
+/// bytes (the first always does: a budget is at least one block's maximum size).
 pub(super) fn blocks_answer(store: &dyn Store, hashes: &[BlockHash], budget: usize) -> Vec<Vec<u8>> {
     let mut blocks = Vec::new();
     let mut size = 0;

@@ -726,6 +726,7 @@ impl Service {
                 });
                 state.connections += 1;
                 self.download.connected(peer_id);
+                self.budget.set_connected(self.peers.len());
                 if num_established.get() == 1 {
                     tracing::info!(peer = %peer_id, %address, inbound, "peer connected");
                     if !inbound {
@@ -741,6 +742,7 @@ impl Service {
                 if num_established == 0 {
                     let gone = self.peers.remove(&peer_id);
                     self.budget.forget(peer_id);
+                    self.budget.set_connected(self.peers.len());
                     self.download.disconnected(peer_id);
                     if let Some(state) = &gone {
                         self.pending_headers.released(state.pending_headers.len());

@@ -79,7 +79,7 @@ impl Service {
                     state.headers_in_flight &= !matches!(asked, Asked::Headers);
                 }
                 if let Asked::Blocks(hashes) = asked {
-                    self.download.blocks_failed(peer, &hashes, Instant::now());
+                    self.download.blocks_busy(peer, &hashes, Instant::now());
                     self.schedule_blocks();
                 }
             }
