@@ -5,7 +5,12 @@
 //! idle figure, and how fast a fresh honest node syncs the chain from the
 //! victim against the same sync with no attack, in the same run.
 //!
-//! Attacks: requests for deep blocks at the full rate (12 connections,
+//! The chain ends in `--fat N` (16) blocks of about 1.9 MB each (one
+//! coinbase of 44,000 outputs), so answers reach their 4 MB cap.
+//!
+//! Attacks: readers that never read (12 connections, each with 8
+//! requests for two big blocks, its whole answer budget, windows kept
+//! closed until the victim drops the answers), requests for deep blocks at the full rate (12 connections,
 //! leaving room under the per-IP limit for the honest node, each keeping
 //! its requests in flight), a gossip flood
 //! of valid-work blocks with unknown parents (4 connections, a new
@@ -15,7 +20,10 @@
 //!
 //! `cargo bench --bench attack` (20,000 blocks; each sync figure is the
 //! median of three); `-- --blocks N` for
-//! another length, `--seconds N` per attack. Figures in docs/performance.md.
+//! another length, `--seconds N` per attack, `--pin-nodes CPU` to move the
+//! victim and the syncing node onto that CPU (run the bench itself, the
+//! attacker, under `taskset -c` on another, so the attacker's own work
+//! does not take the honest sync's CPU). Figures in docs/performance.md.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -36,7 +44,7 @@ mod network;
 #[path = "../tests/adversary.rs"]
 mod adversary;
 
-use adversary::{block_on_tip, hold_silent_connections, rss_kib, Adversary, Frame};
+use adversary::{block_on_tip, fat_block, hold_silent_connections, rss_kib, Adversary, Frame};
 use network::{address, tip};
 use support::NodeProcess;
 
@@ -71,6 +79,17 @@ impl Sampler {
     }
 }
 
+/// With `--pin-nodes CPU`, moves every thread of process `pid` onto that CPU.
+fn pin(pid: u32) {
+    let Some(cpu) = std::env::args().skip_while(|a| a != "--pin-nodes").nth(1) else { return };
+    let status = std::process::Command::new("taskset")
+        .args(["-a", "-p", "-c", &cpu, &pid.to_string()])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("taskset runs");
+    assert!(status.success(), "taskset pinned {pid} to CPU {cpu}");
+}
+
 /// The median of three syncs of a fresh node from `victim` (seconds).
 fn sync_seconds(victim: &NodeProcess) -> f64 {
     let mut runs: Vec<f64> = (0..3).map(|_| one_sync(victim)).collect();
@@ -84,6 +103,7 @@ fn one_sync(victim: &NodeProcess) -> f64 {
     let target = tip(&victim.rpc);
     let started = Instant::now();
     let node = NodeProcess::start(dir.path(), &["--no-discovery", "--connect", &victim.p2p_address()]);
+    pin(node.pid());
     while tip(&node.rpc) != target {
         assert!(started.elapsed() < Duration::from_secs(600), "the honest node synced in 10 minutes");
         std::thread::sleep(Duration::from_millis(20));
@@ -120,6 +140,49 @@ fn deep_requests(victim: &NodeProcess, stop: &AtomicBool, sent: &AtomicU64) {
                     }
                     sent.fetch_add(16, Ordering::Relaxed);
                     attacker.drive(Duration::from_millis(100), |_| false);
+                }
+            });
+        }
+    });
+}
+
+/// 12 connections that never read: each asks for its whole answer
+/// budget (8 answers of two big blocks, about 3.8 MB each) and keeps the
+/// streams' windows closed; a new identity for each one banned for stalls.
+fn slow_readers(victim: &NodeProcess, stop: &AtomicBool, sent: &AtomicU64) {
+    let height = victim.rpc.ok("getblockcount", json!([])).as_u64().expect("height");
+    let fat: Vec<BlockHash> = (height - 1..=height)
+        .map(|h| victim.rpc.ok("getblockhash", json!([h])).as_str().expect("hash").parse().expect("hash"))
+        .collect();
+    let request = cairn_node::p2p::protocol::Request::Blocks(fat).to_bytes();
+    let target = victim.p2p_address();
+    let handshake = std::sync::Mutex::new(());
+    std::thread::scope(|scope| {
+        for _ in 0..12 {
+            scope.spawn(|| {
+                while !stop.load(Ordering::Relaxed) {
+                    let mut attacker = {
+                        let _one = handshake.lock().expect("handshake lock");
+                        Adversary::connect(&target)
+                    };
+                    attacker.set_deaf(true);
+                    let mut connected = true;
+                    while connected && !stop.load(Ordering::Relaxed) {
+                        for _ in 0..8 {
+                            attacker.send_raw(Frame::honest(request.clone()));
+                        }
+                        sent.fetch_add(8, Ordering::Relaxed);
+                        // Until the victim drops the answers (20 s), or bans it.
+                        let until = Instant::now() + Duration::from_secs(21);
+                        while connected && Instant::now() < until && !stop.load(Ordering::Relaxed) {
+                            connected = !attacker.drive(Duration::from_millis(200), |event| {
+                                matches!(
+                                    event,
+                                    libp2p::swarm::SwarmEvent::ConnectionClosed { num_established: 0, .. }
+                                )
+                            });
+                        }
+                    }
                 }
             });
         }
@@ -208,24 +271,34 @@ fn main() {
 
     let dir_v = tempfile::tempdir().expect("tempdir");
     let victim = NodeProcess::start(dir_v.path(), &["--no-discovery"]);
+    pin(victim.pid());
     let started = Instant::now();
     for _ in 0..blocks / 500 {
         victim.rpc.ok("generatetoaddress", json!([500, address(1)]));
     }
+    let fat = arg("--fat", 16);
+    for _ in 0..fat {
+        let block = fat_block(&victim.rpc, 44_000);
+        assert_eq!(victim.rpc.ok("submitblock", json!([hex::encode(block.encode())])), json!(null));
+    }
     let height = victim.rpc.ok("getblockcount", json!([])).as_u64().expect("height");
-    assert_eq!(height, blocks - blocks % 500, "the victim mined its chain");
-    println!("victim: {height} regtest blocks mined in {:.1} s", started.elapsed().as_secs_f64());
+    assert_eq!(height, blocks - blocks % 500 + fat, "the victim mined its chain");
+    println!(
+        "victim: {height} regtest blocks ({fat} of them about 1.9 MB) mined in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
     std::thread::sleep(Duration::from_secs(2));
     let idle = Sampler::start(victim.pid());
     std::thread::sleep(Duration::from_secs(2));
     let idle_kib = idle.peak();
     let baseline = sync_seconds(&victim);
     println!(
-        "baseline: idle RSS {:.1} MiB; an honest node syncs {blocks} blocks from it in {baseline:.2} s ({:.0} blocks/s)",
+        "baseline: idle RSS {:.1} MiB; an honest node syncs {height} blocks from it in {baseline:.2} s ({:.0} blocks/s)",
         idle_kib as f64 / 1024.0,
-        blocks as f64 / baseline
+        height as f64 / baseline
     );
-    let attacks: [(&str, Attack); 4] = [
+    let attacks: [(&str, Attack); 5] = [
+        ("readers that never read, 12 connections", slow_readers),
         ("deep block requests, 12 connections", deep_requests),
         ("orphan block flood, 4 connections", orphan_flood),
         ("48 connections that never handshake", silent_connections),

@@ -213,6 +213,11 @@ impl Adversary {
         adversary
     }
 
+    /// While `deaf`, it never reads the answers to its requests.
+    pub(crate) fn set_deaf(&self, deaf: bool) {
+        self.deaf.store(deaf, std::sync::atomic::Ordering::Relaxed);
+    }
+
     pub(crate) fn peer_id(&self) -> PeerId {
         *self.swarm.local_peer_id()
     }
@@ -846,7 +851,7 @@ fn low_work_header_chains_are_held_within_budget_never_stored_and_cost_nothing()
 
 /// A block on the victim's tip whose coinbase pays `outputs` outputs
 /// (about 42 bytes each): a big block without a single signature.
-fn fat_block(rpc: &Rpc, outputs: usize) -> Block {
+pub(crate) fn fat_block(rpc: &Rpc, outputs: usize) -> Block {
     let params = Params::for_network(Network::Regtest);
     let mut block = block_on_tip(rpc, Vec::new(), false);
     let coinbase = &mut block.transactions[0];
@@ -882,7 +887,7 @@ fn a_peer_that_never_reads_its_answers_has_them_dropped_and_pays_a_stall() {
     let before = rss_kib(victim.pid());
     let mut attacker = Adversary::connect(&victim.p2p_address());
     let peer = attacker.peer_id();
-    attacker.deaf.store(true, std::sync::atomic::Ordering::Relaxed);
+    attacker.set_deaf(true);
     // Its whole answer budget (eight), each answer about a megabyte, never read.
     for _ in 0..8 {
         attacker.send_raw(Frame::honest(Request::Blocks(hashes.clone()).to_bytes()));
@@ -897,7 +902,7 @@ fn a_peer_that_never_reads_its_answers_has_them_dropped_and_pays_a_stall() {
     let during = rss_kib(victim.pid());
     assert!(during < before + 64 * 1024, "answers held stay bounded: {before} KiB then {during} KiB");
     // Its budget is free again: once it reads, it is served in full.
-    attacker.deaf.store(false, std::sync::atomic::Ordering::Relaxed);
+    attacker.set_deaf(false);
     attacker.send_raw(Frame::honest(Request::Blocks(hashes.clone()).to_bytes()));
     let mut served = None;
     attacker.drive(Duration::from_secs(30), |event| {
