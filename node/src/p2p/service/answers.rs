@@ -13,8 +13,13 @@ impl Service {
         request: request_response::InboundRequestId,
         timed_out: bool,
     ) -> bool {
-        if self.building.contains(&request) {
+        if self.building.contains_key(&request) {
             // Our own answer was late: not the peer's fault.
+            return true;
+        }
+        if let Some(deferred) = self.deferred.remove(&request) {
+            // It waited behind the peer's own answers: only those cost.
+            tracing::debug!(peer = %deferred.peer, "a deferred request ended before its turn");
             return true;
         }
         let Some((peer, size)) = self.answering.remove(&request) else { return false };
@@ -22,7 +27,54 @@ impl Service {
         if timed_out {
             self.penalize(peer, Offence::Stall);
         }
+        self.start_deferred(peer);
         true
+    }
+
+    /// Starts the next blocks request of `peer` that waited (for its
+    /// answer being built, or its share of answer bytes), in the order they
+    /// came, when nothing of it is being built and the share allows.
+    pub(super) fn start_deferred(&mut self, peer: PeerId) {
+        while !self.building.values().any(|p| *p == peer) {
+            let next = self
+                .deferred
+                .iter()
+                .filter(|(_, d)| d.peer == peer)
+                .min_by_key(|(_, d)| d.order)
+                .map(|(id, _)| *id);
+            let Some(id) = next else { return };
+            match self.budget.start_answer(peer, MAX_RESPONSE_SIZE, BLOCKS_ANSWER_LEAST, Instant::now()) {
+                Ok(granted) => {
+                    let Some(deferred) = self.deferred.remove(&id) else { return };
+                    self.build_blocks_answer(peer, id, deferred.hashes, deferred.channel, granted);
+                }
+                Err(Busy::PeerShare) => return,
+                Err(busy) => {
+                    let Some(deferred) = self.deferred.remove(&id) else { return };
+                    tracing::debug!(%peer, ?busy, "busy: deferred request not served");
+                    let _ = self.swarm.behaviour_mut().sync.send_response(deferred.channel, Response::Busy);
+                }
+            }
+        }
+    }
+
+    /// Builds a blocks answer of at most `granted` bytes off the loop.
+    fn build_blocks_answer(
+        &mut self,
+        peer: PeerId,
+        request: request_response::InboundRequestId,
+        hashes: Vec<BlockHash>,
+        channel: request_response::ResponseChannel<Response>,
+        granted: usize,
+    ) {
+        let node = self.node.clone();
+        self.building.insert(request, peer);
+        self.tasks.push(tokio::task::spawn_blocking(move || {
+            let framing = MAX_RESPONSE_SIZE - BLOCKS_ANSWER_BUDGET;
+            let blocks = blocks_answer(node.store().as_ref(), &hashes, granted - framing);
+            let response = Response::EncodedBlocks(blocks);
+            Outcome::Respond { channel, response, peer, request, reserved: granted }
+        }));
     }
 
     /// Starts an answer that would like `want` bytes and is of use with
@@ -64,7 +116,7 @@ impl Service {
             Request::Headers { locator } => {
                 let size = 16 + 80 * MAX_HEADERS_PER_ANSWER;
                 let Some((channel, reserved)) = self.admit_answer(peer, size, size, channel) else { return };
-                self.building.insert(request_id);
+                self.building.insert(request_id, peer);
                 self.tasks.push(tokio::task::spawn_blocking(move || {
                     let headers = node.state().chain.headers_after(&locator, MAX_HEADERS_PER_ANSWER);
                     let response = Response::Headers(headers);
@@ -87,23 +139,41 @@ impl Service {
                 }
                 // As much of the full answer as the budget grants, and
                 // at least room for one block (the asker asks again for
-                // what was left out).
-                let framing = MAX_RESPONSE_SIZE - BLOCKS_ANSWER_BUDGET;
-                let least = framing + cairn_consensus::MAX_BLOCK_SIZE;
-                let Some((channel, reserved)) = self.admit_answer(peer, MAX_RESPONSE_SIZE, least, channel)
-                else {
-                    return;
+                // what was left out). Past its share of answer bytes the
+                // request waits for the peer's earlier answers to be
+                // written (Bitcoin Core stops reading a peer whose send
+                // buffer is full); it holds only its hashes meanwhile.
+                // One answer of a peer is built at a time, so peers are
+                // served in turn (like Core's one message per peer per
+                // round) rather than in the order their requests came.
+                let can_wait =
+                    self.deferred.values().filter(|d| d.peer == peer).count() < MAX_ANSWERS_PER_PEER;
+                let building = self.building.values().any(|p| *p == peer);
+                let admitted = if building {
+                    Err(Busy::PeerShare)
+                } else {
+                    self.budget.start_answer(peer, MAX_RESPONSE_SIZE, BLOCKS_ANSWER_LEAST, Instant::now())
                 };
-                self.building.insert(request_id);
-                self.tasks.push(tokio::task::spawn_blocking(move || {
-                    let blocks = blocks_answer(node.store().as_ref(), &hashes, reserved - framing);
-                    let response = Response::EncodedBlocks(blocks);
-                    Outcome::Respond { channel, response, peer, request: request_id, reserved }
-                }));
+                match admitted {
+                    Ok(granted) => self.build_blocks_answer(peer, request_id, hashes, channel, granted),
+                    Err(Busy::PeerShare) if can_wait => {
+                        self.deferred_count += 1;
+                        let deferred = Deferred { peer, hashes, channel, order: self.deferred_count };
+                        self.deferred.insert(request_id, deferred);
+                    }
+                    Err(busy) => {
+                        tracing::debug!(%peer, ?busy, "busy: request not served");
+                        let _ = self.swarm.behaviour_mut().sync.send_response(channel, Response::Busy);
+                    }
+                }
             }
         }
     }
 }
+
+/// The least a blocks answer is granted: one block of the largest size,
+/// with the answer's framing.
+const BLOCKS_ANSWER_LEAST: usize = MAX_RESPONSE_SIZE - BLOCKS_ANSWER_BUDGET + cairn_consensus::MAX_BLOCK_SIZE;
 
 /// The stored encodings of the blocks named in `hashes` that this node
 /// has, in the order asked, read from the store without the state lock:

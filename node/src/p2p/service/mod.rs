@@ -50,7 +50,7 @@ use super::protocol::{
     Status, SyncCodec, BLOCKS_ANSWER_BUDGET, GOSSIP_ENVELOPE, MAX_BLOCKS_PER_REQUEST, MAX_GOSSIP_SIZE,
     MAX_LOCATOR, MAX_RESPONSE_SIZE,
 };
-use super::serve::{Admission, Budget, Gossip};
+use super::serve::{Admission, Budget, Busy, Gossip, MAX_ANSWERS_PER_PEER};
 use crate::chain::{Accepted, ChainError, HeadersError, TipSummary, MAX_HEADERS_PER_ANSWER};
 use crate::files::{read_capped, write_private};
 use crate::mempool::{MempoolError, MAX_STANDARD_TX_SIZE};
@@ -356,6 +356,15 @@ struct PeerState {
     last_status: Instant,
 }
 
+/// A blocks request waiting for its peer's earlier answers to be written.
+struct Deferred {
+    peer: PeerId,
+    hashes: Vec<BlockHash>,
+    channel: request_response::ResponseChannel<Response>,
+    /// When it came, among all deferred requests.
+    order: u64,
+}
+
 /// What an outbound request was for.
 #[derive(Debug)]
 enum Asked {
@@ -457,7 +466,11 @@ struct Service {
     /// Answers handed to libp2p, until written or dropped: their peer and size.
     answering: HashMap<request_response::InboundRequestId, (PeerId, usize)>,
     /// Requests whose answers are being built (at most the answers budget).
-    building: HashSet<request_response::InboundRequestId>,
+    building: HashMap<request_response::InboundRequestId, PeerId>,
+    /// Blocks requests waiting for their peer's share of answer bytes (at
+    /// most [`MAX_ANSWERS_PER_PEER`] a peer), and how many ever waited.
+    deferred: HashMap<request_response::InboundRequestId, Deferred>,
+    deferred_count: u64,
     /// To the block-sync thread; dropping it stops the thread.
     connector: std::sync::mpsc::SyncSender<(PeerId, Vec<Block>, usize)>,
     /// What the block-sync thread made of each answer, and gossiped blocks
@@ -743,6 +756,7 @@ impl Service {
                     let gone = self.peers.remove(&peer_id);
                     self.budget.forget(peer_id);
                     self.budget.set_connected(self.peers.len());
+                    self.deferred.retain(|_, d| d.peer != peer_id);
                     self.download.disconnected(peer_id);
                     if let Some(state) = &gone {
                         self.pending_headers.released(state.pending_headers.len());
@@ -864,6 +878,9 @@ impl Service {
                 } else {
                     self.budget.answer_done(peer, size);
                 }
+                // What the built answer left of its reservation may serve
+                // the next request it waits.
+                self.start_deferred(peer);
             }
             Outcome::GossipBlockValid { source, id } => {
                 // Unless the task's own outcome came first.
