@@ -491,14 +491,19 @@ fn an_adversarial_peer_is_refused_banned_and_never_relayed() {
     assert_eq!(banned(&victim.rpc), Vec::<String>::new());
 }
 
-/// The score the victim gives `peer`, while it is connected.
-fn score_of(rpc: &Rpc, peer: &PeerId) -> Option<f64> {
+/// What `getpeerinfo` says of `peer`, while it is connected.
+fn peer_info(rpc: &Rpc, peer: &PeerId) -> Option<Value> {
     rpc.ok("getpeerinfo", json!([]))
         .as_array()
         .expect("peers")
         .iter()
         .find(|p| p["id"] == json!(peer.to_string()))
-        .and_then(|p| p["score"].as_f64())
+        .cloned()
+}
+
+/// The score the victim gives `peer`, while it is connected.
+fn score_of(rpc: &Rpc, peer: &PeerId) -> Option<f64> {
+    peer_info(rpc, peer).and_then(|p| p["score"].as_f64())
 }
 
 #[test]
@@ -794,12 +799,7 @@ fn low_work_fork(count: u32, tag: u8) -> Vec<BlockHeader> {
 
 /// The pending headers the victim lists for `peer`, while it is connected.
 fn pending_of(rpc: &Rpc, peer: &PeerId) -> Option<u64> {
-    rpc.ok("getpeerinfo", json!([]))
-        .as_array()
-        .expect("peers")
-        .iter()
-        .find(|p| p["id"] == json!(peer.to_string()))
-        .and_then(|p| p["pending_headers"].as_u64())
+    peer_info(rpc, peer).and_then(|p| p["pending_headers"].as_u64())
 }
 
 #[test]
@@ -919,7 +919,29 @@ fn a_peer_that_never_reads_its_answers_has_them_dropped_and_pays_a_stall() {
         }
         false
     });
-    assert_eq!(served, Some(hashes), "served again once it reads");
+    assert_eq!(served, Some(hashes.clone()), "served again once it reads");
+    // With 15 peers connected its share of answer bytes is one full
+    // answer: eight requests at once each wait for the one before to be
+    // written, and none is refused busy.
+    let _others: Vec<Adversary> = (0..13).map(|_| Adversary::connect(&victim.p2p_address())).collect();
+    for _ in 0..8 {
+        attacker.send_raw(Frame::honest(Request::Blocks(hashes.clone()).to_bytes()));
+    }
+    let (mut full, mut other) = (0, 0);
+    attacker.drive(Duration::from_secs(60), |event| {
+        if let SwarmEvent::Behaviour(AttackerEvent::Sync(request_response::Event::Message {
+            message: request_response::Message::Response { response, .. },
+            ..
+        })) = event
+        {
+            match response.get(4..).map(Response::from_bytes) {
+                Some(Ok(Response::Blocks(blocks))) if blocks.len() == 3 => full += 1,
+                _ => other += 1,
+            }
+        }
+        full + other == 8
+    });
+    assert_eq!((full, other), (8, 0), "every request served in full, one after another");
     // And the honest peer was followed throughout.
     let next: Value = honest.rpc.ok("generatetoaddress", json!([1, address(1)]));
     wait_until(60, "the victim to take the honest block", || tip(&victim.rpc) == next[0]);
