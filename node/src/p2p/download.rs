@@ -230,12 +230,6 @@ impl<P: Copy + Eq + Hash + Ord> Download<P> {
         self.delivered_bytes >= DELIVERED_BYTES
     }
 
-    /// Blocks in flight, in total.
-    #[must_use]
-    pub fn in_flight(&self) -> usize {
-        self.in_flight.len()
-    }
-
     /// Who `hash` is asked of, if anyone.
     #[must_use]
     pub fn asked_of(&self, hash: &BlockHash) -> Option<P> {
@@ -255,12 +249,9 @@ impl<P: Copy + Eq + Hash + Ord> Download<P> {
         received: &HashSet<BlockHash>,
         now: Instant,
     ) {
-        self.request_ended(peer);
+        self.release(peer, asked);
         let last_sent = asked.iter().rposition(|hash| received.contains(hash));
         for (index, hash) in asked.iter().enumerate() {
-            if self.in_flight.get(hash).is_some_and(|(p, _)| *p == peer) {
-                self.in_flight.remove(hash);
-            }
             let capped = last_sent.is_some_and(|last| index > last);
             if !received.contains(hash) && !capped {
                 self.avoid.insert((*hash, peer), now + AVOID_FOR);
@@ -277,7 +268,10 @@ impl<P: Copy + Eq + Hash + Ord> Download<P> {
     /// A blocks request to `peer` failed (timed out, undecodable): its
     /// blocks are asked of others.
     pub fn blocks_failed(&mut self, peer: P, asked: &[BlockHash], now: Instant) {
-        self.release(peer, asked, now + AVOID_FOR);
+        self.release(peer, asked);
+        for hash in asked {
+            self.avoid.insert((*hash, peer), now + AVOID_FOR);
+        }
     }
 
     /// `peer` answered a blocks request busy (it is at its serving budget
@@ -285,12 +279,7 @@ impl<P: Copy + Eq + Hash + Ord> Download<P> {
     /// gets half as many requests in flight, and none for
     /// [`BUSY_BACKOFF`] when it was down to one.
     pub fn blocks_busy(&mut self, peer: P, asked: &[BlockHash], now: Instant) {
-        self.request_ended(peer);
-        for hash in asked {
-            if self.in_flight.get(hash).is_some_and(|(p, _)| *p == peer) {
-                self.in_flight.remove(hash);
-            }
-        }
+        self.release(peer, asked);
         if let Some(state) = self.peers.get_mut(&peer) {
             if state.limit == 1 {
                 state.paused_until = Some(now + BUSY_BACKOFF);
@@ -299,13 +288,14 @@ impl<P: Copy + Eq + Hash + Ord> Download<P> {
         }
     }
 
-    fn release(&mut self, peer: P, asked: &[BlockHash], until: Instant) {
+    /// A blocks request to `peer` ended: the blocks it still held for
+    /// `peer` (not since asked of another) are no longer in flight.
+    fn release(&mut self, peer: P, asked: &[BlockHash]) {
         self.request_ended(peer);
         for hash in asked {
             if self.in_flight.get(hash).is_some_and(|(p, _)| *p == peer) {
                 self.in_flight.remove(hash);
             }
-            self.avoid.insert((*hash, peer), until);
         }
     }
 
