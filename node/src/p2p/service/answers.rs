@@ -31,9 +31,10 @@ impl Service {
         true
     }
 
-    /// Starts the next blocks request of `peer` that waited (for its
-    /// answer being built, or its share of answer bytes), in the order they
-    /// came, when nothing of it is being built and the share allows.
+    /// Starts the blocks requests of `peer` that wait (for its answer being
+    /// built, or its share of answer bytes), in the order they came, while
+    /// nothing of it is being built and the share allows; answers busy
+    /// those another bound refuses. Every blocks request comes this way.
     pub(super) fn start_deferred(&mut self, peer: PeerId) {
         while !self.building.values().any(|p| *p == peer) {
             let next = self
@@ -70,8 +71,7 @@ impl Service {
         let node = self.node.clone();
         self.building.insert(request, peer);
         self.tasks.push(tokio::task::spawn_blocking(move || {
-            let framing = MAX_RESPONSE_SIZE - BLOCKS_ANSWER_BUDGET;
-            let blocks = blocks_answer(node.store().as_ref(), &hashes, granted - framing);
+            let blocks = blocks_answer(node.store().as_ref(), &hashes, granted - BLOCKS_ANSWER_FRAMING);
             let response = Response::EncodedBlocks(blocks);
             Outcome::Respond { channel, response, peer, request, reserved: granted }
         }));
@@ -146,34 +146,25 @@ impl Service {
                 // One answer of a peer is built at a time, so peers are
                 // served in turn (like Core's one message per peer per
                 // round) rather than in the order their requests came.
-                let can_wait =
-                    self.deferred.values().filter(|d| d.peer == peer).count() < MAX_ANSWERS_PER_PEER;
-                let building = self.building.values().any(|p| *p == peer);
-                let admitted = if building {
-                    Err(Busy::PeerShare)
-                } else {
-                    self.budget.start_answer(peer, MAX_RESPONSE_SIZE, BLOCKS_ANSWER_LEAST, Instant::now())
-                };
-                match admitted {
-                    Ok(granted) => self.build_blocks_answer(peer, request_id, hashes, channel, granted),
-                    Err(Busy::PeerShare) if can_wait => {
-                        self.deferred_count += 1;
-                        let deferred = Deferred { peer, hashes, channel, order: self.deferred_count };
-                        self.deferred.insert(request_id, deferred);
-                    }
-                    Err(busy) => {
-                        tracing::debug!(%peer, ?busy, "busy: request not served");
-                        let _ = self.swarm.behaviour_mut().sync.send_response(channel, Response::Busy);
-                    }
+                if self.deferred.values().filter(|d| d.peer == peer).count() >= MAX_ANSWERS_PER_PEER {
+                    tracing::debug!(%peer, "busy: request not served, eight already wait");
+                    let _ = self.swarm.behaviour_mut().sync.send_response(channel, Response::Busy);
+                    return;
                 }
+                self.deferred_count += 1;
+                let deferred = Deferred { peer, hashes, channel, order: self.deferred_count };
+                self.deferred.insert(request_id, deferred);
+                self.start_deferred(peer);
             }
         }
     }
 }
 
+/// What a blocks answer's encoding adds to its blocks, at most.
+const BLOCKS_ANSWER_FRAMING: usize = MAX_RESPONSE_SIZE - BLOCKS_ANSWER_BUDGET;
 /// The least a blocks answer is granted: one block of the largest size,
 /// with the answer's framing.
-const BLOCKS_ANSWER_LEAST: usize = MAX_RESPONSE_SIZE - BLOCKS_ANSWER_BUDGET + cairn_consensus::MAX_BLOCK_SIZE;
+const BLOCKS_ANSWER_LEAST: usize = BLOCKS_ANSWER_FRAMING + cairn_consensus::MAX_BLOCK_SIZE;
 
 /// The stored encodings of the blocks named in `hashes` that this node
 /// has, in the order asked, read from the store without the state lock:
