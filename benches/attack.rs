@@ -116,14 +116,19 @@ fn one_sync(victim: &NodeProcess) -> f64 {
 
 type Attack = fn(&NodeProcess, &AtomicBool, &AtomicU64);
 
+/// The bytes of a blocks request for the victim's blocks at `heights`.
+fn blocks_request(victim: &NodeProcess, heights: impl Iterator<Item = u64>) -> Vec<u8> {
+    let hashes: Vec<BlockHash> = heights
+        .map(|h| victim.rpc.ok("getblockhash", json!([h])).as_str().expect("hash").parse().expect("hash"))
+        .collect();
+    cairn_node::p2p::protocol::Request::Blocks(hashes).to_bytes()
+}
+
 /// 12 connections (of the 16 one IP address may have: the honest node
 /// syncing during the attack comes from the same loopback address), each
 /// keeping 16 requests of 128 deep blocks in flight.
 fn deep_requests(victim: &NodeProcess, stop: &AtomicBool, sent: &AtomicU64) {
-    let hashes: Vec<BlockHash> = (1..=128)
-        .map(|h| victim.rpc.ok("getblockhash", json!([h])).as_str().expect("hash").parse().expect("hash"))
-        .collect();
-    let request = cairn_node::p2p::protocol::Request::Blocks(hashes).to_bytes();
+    let request = blocks_request(victim, 1..=128);
     let target = victim.p2p_address();
     // One handshake at a time: an address may have only 4 in progress.
     let handshake = std::sync::Mutex::new(());
@@ -151,10 +156,7 @@ fn deep_requests(victim: &NodeProcess, stop: &AtomicBool, sent: &AtomicU64) {
 /// streams' windows closed; a new identity for each one banned for stalls.
 fn slow_readers(victim: &NodeProcess, stop: &AtomicBool, sent: &AtomicU64) {
     let height = victim.rpc.ok("getblockcount", json!([])).as_u64().expect("height");
-    let fat: Vec<BlockHash> = (height - 1..=height)
-        .map(|h| victim.rpc.ok("getblockhash", json!([h])).as_str().expect("hash").parse().expect("hash"))
-        .collect();
-    let request = cairn_node::p2p::protocol::Request::Blocks(fat).to_bytes();
+    let request = blocks_request(victim, height - 1..=height);
     let target = victim.p2p_address();
     let handshake = std::sync::Mutex::new(());
     std::thread::scope(|scope| {
