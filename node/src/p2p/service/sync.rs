@@ -155,9 +155,10 @@ impl Service {
         // connecting, headers being stored): what needs it waits for the
         // next call when the lock is busy.
         let summary = self.node.summary();
+        let state = self.node.try_state();
         // The download queue is worked out again only when the best header changes.
         if self.download.queue_for() != Some(summary.best_header.hash) {
-            let Some(state) = self.node.try_state() else { return };
+            let Some(state) = &state else { return };
             let best = state.chain.best_header().hash;
             let queue: Vec<(BlockHash, u32)> = state
                 .chain
@@ -172,10 +173,11 @@ impl Service {
         // Without the lock, what was delivered (stored or waiting to be)
         // is known here; only bodies that came another way (gossip, RPC)
         // need the lock to be seen.
-        let plan = match self.node.try_state() {
+        let plan = match &state {
             Some(state) => self.download.plan(now, tip, Some(&|hash: &BlockHash| state.chain.has_body(hash))),
             None => self.download.plan(now, tip, None),
         };
+        drop(state);
         for peer in plan.stalled {
             tracing::info!(%peer, "peer stalls the download: its blocks are asked of others");
             self.penalize(peer, Offence::Stall);
