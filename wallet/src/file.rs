@@ -50,13 +50,32 @@ impl KdfCost {
     }
 
     /// Refuses costs no honest file has, so a crafted file cannot make
-    /// opening it take all memory or forever.
-    fn check(self) -> Result<(), String> {
-        if !(8..=4 * 1024 * 1024).contains(&self.memory_kib) {
-            return Err(format!("argon2 memory {} KiB is outside 8 KiB to 4 GiB", self.memory_kib));
+    /// opening it take minutes and gigabytes before "wrong passphrase":
+    /// every part of the cost at least Argon2's minimum and at most the
+    /// network's own (what this software writes).
+    fn check(self, network: Network) -> Result<(), String> {
+        let own = Self::for_network(network);
+        if self.memory_kib < 8 || self.iterations < 1 || self.parallelism < 1 {
+            return Err(format!(
+                "argon2 cost {} KiB, {} passes, {} lanes is below Argon2's minimum (8 KiB, 1, 1)",
+                self.memory_kib, self.iterations, self.parallelism
+            ));
         }
-        if !(1..=64).contains(&self.iterations) || !(1..=16).contains(&self.parallelism) {
-            return Err("argon2 iterations or parallelism out of range".to_owned());
+        if self.memory_kib > own.memory_kib
+            || self.iterations > own.iterations
+            || self.parallelism > own.parallelism
+        {
+            return Err(format!(
+                "argon2 cost {} KiB, {} passes, {} lanes is above {network}'s own ({} KiB, {}, {}): \
+                 this software never writes such a file, and opening it could take minutes and gigabytes",
+                self.memory_kib,
+                self.iterations,
+                self.parallelism,
+                own.memory_kib,
+                own.iterations,
+                own.parallelism,
+                network = network.name(),
+            ));
         }
         Ok(())
     }
@@ -133,6 +152,71 @@ fn derive_key(passphrase: &str, salt: &[u8], cost: KdfCost) -> Result<[u8; 32], 
     Ok(key)
 }
 
+/// A wallet file's bytes, checked and split, before any key derivation:
+/// what [`WalletFile::open`] reads. Parsing spends at most a few times the
+/// file's size and no key derivation, whatever the file says.
+#[derive(Debug)]
+pub struct Sealed {
+    network: Network,
+    header: Header,
+    salt: Vec<u8>,
+    nonce: [u8; 24],
+    ciphertext: Vec<u8>,
+}
+
+impl Sealed {
+    /// Reads a wallet file's contents.
+    ///
+    /// # Errors
+    /// What is wrong with it, in words.
+    pub fn parse(text: &[u8]) -> Result<Self, String> {
+        let json: FileJson = serde_json::from_slice(text).map_err(|e| e.to_string())?;
+        let header = json.header;
+        if header.format != FORMAT {
+            return Err(format!("format {:?}", header.format));
+        }
+        if header.version != VERSION {
+            return Err(format!("file version {} (this software reads version {VERSION})", header.version));
+        }
+        if header.kdf != "argon2id" || header.cipher != "xchacha20poly1305" {
+            return Err(format!("unknown kdf {:?} or cipher {:?}", header.kdf, header.cipher));
+        }
+        let network: Network = header.network.parse().map_err(|_| format!("network {:?}", header.network))?;
+        header.cost.check(network)?;
+        let salt = hex::decode(&header.salt).map_err(|e| format!("salt: {e}"))?;
+        if !(16..=64).contains(&salt.len()) {
+            return Err("salt must be 16 to 64 bytes".to_owned());
+        }
+        let nonce = hex::decode(&json.nonce).map_err(|e| format!("nonce: {e}"))?;
+        let nonce: [u8; 24] = nonce.try_into().map_err(|_| "nonce must be 24 bytes".to_owned())?;
+        let ciphertext = hex::decode(&json.ciphertext).map_err(|e| format!("ciphertext: {e}"))?;
+        Ok(Self { network, header, salt, nonce, ciphertext })
+    }
+
+    /// The network the file is for.
+    #[must_use]
+    pub fn network(&self) -> Network {
+        self.network
+    }
+
+    /// The key-derivation cost the file asks for (checked: never above
+    /// its network's own).
+    #[must_use]
+    pub fn cost(&self) -> KdfCost {
+        self.header.cost
+    }
+
+    /// The secret part under `key`, or `None` when the key is wrong (or
+    /// any clear field was changed: they are the cipher's associated data).
+    #[must_use]
+    pub fn open(&self, key: &[u8; 32]) -> Option<Vec<u8>> {
+        let aad = serde_json::to_vec(&self.header).expect("a header serializes");
+        XChaCha20Poly1305::new(key.into())
+            .decrypt(XNonce::from_slice(&self.nonce), Payload { msg: &self.ciphertext, aad: &aad })
+            .ok()
+    }
+}
+
 impl WalletFile {
     /// Creates a new file at `path` holding `secrets`, sealed under
     /// `passphrase` with the network's cost. Refuses to overwrite.
@@ -196,39 +280,12 @@ impl WalletFile {
             return Err(bad(format!("{size} bytes; a wallet file is at most {MAX_FILE_SIZE}")));
         }
         let text = std::fs::read(path).map_err(|e| WalletError::io("reading", path, e))?;
-        let json: FileJson = serde_json::from_slice(&text).map_err(|e| bad(e.to_string()))?;
-        let header = json.header;
-        if header.format != FORMAT {
-            return Err(bad(format!("format {:?}", header.format)));
-        }
-        if header.version != VERSION {
-            return Err(bad(format!(
-                "file version {} (this software reads version {VERSION})",
-                header.version
-            )));
-        }
-        if header.kdf != "argon2id" || header.cipher != "xchacha20poly1305" {
-            return Err(bad(format!("unknown kdf {:?} or cipher {:?}", header.kdf, header.cipher)));
-        }
-        let network: Network =
-            header.network.parse().map_err(|_| bad(format!("network {:?}", header.network)))?;
-        header.cost.check().map_err(bad)?;
-        let salt = hex::decode(&header.salt).map_err(|e| bad(format!("salt: {e}")))?;
-        if !(16..=64).contains(&salt.len()) {
-            return Err(bad("salt must be 16 to 64 bytes".to_owned()));
-        }
-        let nonce = hex::decode(&json.nonce).map_err(|e| bad(format!("nonce: {e}")))?;
-        if nonce.len() != 24 {
-            return Err(bad("nonce must be 24 bytes".to_owned()));
-        }
-        let ciphertext = hex::decode(&json.ciphertext).map_err(|e| bad(format!("ciphertext: {e}")))?;
-        let key = derive_key(passphrase, &salt, header.cost).map_err(bad)?;
-        let aad = serde_json::to_vec(&header).expect("a header serializes");
-        let plaintext = XChaCha20Poly1305::new(&key.into())
-            .decrypt(XNonce::from_slice(&nonce), Payload { msg: &ciphertext, aad: &aad })
-            .map_err(|_| WalletError::WrongPassphrase(path.to_path_buf()))?;
+        let sealed = Sealed::parse(&text).map_err(bad)?;
+        let key = derive_key(passphrase, &sealed.salt, sealed.header.cost).map_err(bad)?;
+        let plaintext = sealed.open(&key).ok_or_else(|| WalletError::WrongPassphrase(path.to_path_buf()))?;
         let secrets: Secrets =
             serde_json::from_slice(&plaintext).map_err(|e| bad(format!("contents: {e}")))?;
+        let Sealed { network, header, .. } = sealed;
         Ok((Self { path: path.to_path_buf(), network, header, key }, secrets))
     }
 
@@ -358,7 +415,39 @@ mod tests {
     fn main_and_devnet_use_the_memory_hard_cost() {
         assert!(KdfCost::for_network(Network::Main).memory_kib >= 64 * 1024);
         assert!(KdfCost::for_network(Network::Devnet).memory_kib >= 64 * 1024);
-        assert!(KdfCost::for_network(Network::Main).check().is_ok());
-        assert!(KdfCost::for_network(Network::Regtest).check().is_ok());
+        for network in [Network::Main, Network::Devnet, Network::Regtest] {
+            assert!(KdfCost::for_network(network).check(network).is_ok());
+        }
+    }
+
+    #[test]
+    fn a_cost_above_the_networks_own_is_refused_before_any_derivation() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("w.json");
+        WalletFile::create(&path, Network::Regtest, "pw", &secrets()).expect("created");
+        let text = std::fs::read_to_string(&path).expect("read");
+        // Main's cost is honest on main, not in a regtest file: a crafted
+        // regtest file asking 64 MiB is refused, and fast.
+        for (field, value) in [("memory_kib", "65536"), ("iterations", "3"), ("parallelism", "2")] {
+            let own = KdfCost::for_network(Network::Regtest);
+            let old = match field {
+                "memory_kib" => own.memory_kib,
+                "iterations" => own.iterations,
+                _ => own.parallelism,
+            };
+            let crafted = text.replace(&format!("\"{field}\": {old}"), &format!("\"{field}\": {value}"));
+            assert_ne!(crafted, text, "{field}");
+            let started = std::time::Instant::now();
+            let error = Sealed::parse(crafted.as_bytes()).expect_err(field);
+            assert!(error.contains("above regtest's own"), "{error}");
+            std::fs::write(&path, &crafted).expect("write");
+            match WalletFile::open(&path, "pw") {
+                Err(WalletError::BadFile { reason, .. }) => assert!(reason.contains("above"), "{reason}"),
+                other => panic!("{field}: {other:?}"),
+            }
+            assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        }
+        let zero = text.replace("\"iterations\": 1", "\"iterations\": 0");
+        assert!(Sealed::parse(zero.as_bytes()).expect_err("zero passes").contains("below"));
     }
 }

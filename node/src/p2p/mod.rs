@@ -10,6 +10,8 @@
 //! - [`pending`]: handshakes in progress bounded per IP address.
 //! - [`serve`]: the budgets of validation and serving: what one peer, and
 //!   all together, can make the node hold.
+//! - [`validate`]: what a gossiped block or transaction goes through
+//!   before it is forwarded, free of libp2p (the fuzz targets run it).
 //! - [`service`]: the actor: one task owns the swarm; the rest of the node
 //!   talks to it through a bounded command channel and the node's
 //!   announcements; validation runs on blocking threads, never in the loop.
@@ -20,5 +22,6 @@ pub mod pending;
 pub mod protocol;
 pub mod serve;
 pub mod service;
+pub mod validate;
 
 pub use service::{start, NetworkConfig, NetworkHandle, PeerInfo};

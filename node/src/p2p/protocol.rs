@@ -314,11 +314,38 @@ impl Response {
     }
 }
 
+/// Whether `address` names a peer the node can dial: a host (IPv4, IPv6 or
+/// a DNS name), a TCP port other than 0, and optionally the peer's id.
+///
+/// # Errors
+/// What is missing or extra, in words with an example.
+pub fn check_dialable(address: &libp2p::Multiaddr) -> Result<(), String> {
+    use libp2p::multiaddr::Protocol;
+    let example = "like /ip4/127.0.0.1/tcp/18733 or /dns4/seed.example/tcp/8733/p2p/<peer id>";
+    let mut parts = address.iter();
+    match parts.next() {
+        Some(
+            Protocol::Ip4(_) | Protocol::Ip6(_) | Protocol::Dns(_) | Protocol::Dns4(_) | Protocol::Dns6(_),
+        ) => {}
+        _ => return Err(format!("{address} does not start with a host ({example})")),
+    }
+    match parts.next() {
+        Some(Protocol::Tcp(port)) if port != 0 => {}
+        Some(Protocol::Tcp(_)) => return Err(format!("{address}: port 0 cannot be dialed ({example})")),
+        _ => return Err(format!("{address} has no TCP port ({example})")),
+    }
+    match (parts.next(), parts.next()) {
+        (None | Some(Protocol::P2p(_)), None) => Ok(()),
+        _ => Err(format!("{address}: only a peer id may follow the port ({example})")),
+    }
+}
+
 /// Reads one length-prefixed frame of at most `max` bytes.
 ///
 /// # Errors
 /// I/O errors, and `InvalidData` for a frame over the cap (refused before
-/// anything is allocated for it).
+/// anything is allocated for it); memory grows with the bytes received,
+/// not with the length claimed.
 pub async fn read_frame<T: AsyncRead + Unpin + Send>(io: &mut T, max: usize) -> io::Result<Vec<u8>> {
     let mut length = [0u8; 4];
     io.read_exact(&mut length).await?;
@@ -329,8 +356,16 @@ pub async fn read_frame<T: AsyncRead + Unpin + Send>(io: &mut T, max: usize) -> 
             format!("frame of {length} bytes is over the cap of {max}"),
         ));
     }
-    let mut frame = vec![0u8; length];
-    io.read_exact(&mut frame).await?;
+    // Grown as bytes arrive, so a frame that claims the cap and stops
+    // short holds only what was sent.
+    let mut frame = Vec::new();
+    io.take(length as u64).read_to_end(&mut frame).await?;
+    if frame.len() < length {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!("frame ended after {} of {length} bytes", frame.len()),
+        ));
+    }
     Ok(frame)
 }
 

@@ -3,6 +3,7 @@
 //! gossipsub forwards it.
 
 use super::*;
+use crate::p2p::validate;
 
 impl Service {
     pub(super) fn publish(&mut self, announcement: &Announcement) {
@@ -33,13 +34,7 @@ impl Service {
         }
         let node = self.node.clone();
         if message.topic == self.blocks_topic.hash() {
-            // The header's proof of work first: a body is decoded (and its
-            // memory spent) only for a header someone paid work for.
-            let header = message
-                .data
-                .get(..HEADER_SIZE)
-                .map(|bytes| BlockHeader::from_bytes(&bytes.try_into().expect("HEADER_SIZE bytes")));
-            if let Some(Err(error)) = header.map(|h| check_header(&h, self.node.params())) {
+            if let Err(error) = validate::precheck_block(&message.data, self.node.params()) {
                 tracing::info!(peer = %source, "gossiped block refused before decoding: {error}");
                 self.report(&id, &source, gossipsub::MessageAcceptance::Reject);
                 self.penalize(source, Offence::InvalidBlock);
@@ -53,32 +48,15 @@ impl Service {
             // Off the network task: the state lock may be busy.
             self.tasks.push(tokio::task::spawn_blocking(move || {
                 let hash = block.block_hash();
-                let seen = {
-                    let state = node.state();
-                    if state.chain.has_body(&hash) {
-                        Some(Accepted::Duplicate)
-                    } else if state.chain.entry(&block.header.prev_block).is_none() {
-                        // Not checkable yet: the sender's headers come first.
-                        Some(Accepted::Orphan)
-                    } else {
-                        None
+                // Relayed as soon as it is found valid: the write that
+                // follows is this node's alone. A full queue only means it
+                // is relayed when the write is done.
+                let mut on_valid = |valid: BlockHash| {
+                    if valid == hash {
+                        let _ = valid_out.try_send(Outcome::GossipBlockValid { source, id: id.clone() });
                     }
                 };
-                let result = seen.map_or_else(
-                    || {
-                        // Relayed as soon as it is found valid: the write
-                        // that follows is this node's alone. A full queue
-                        // only means it is relayed when the write is done.
-                        let mut on_valid = |valid: BlockHash| {
-                            if valid == hash {
-                                let _ =
-                                    valid_out.try_send(Outcome::GossipBlockValid { source, id: id.clone() });
-                            }
-                        };
-                        node.accept_block_reporting(block, &mut on_valid)
-                    },
-                    Ok,
-                );
+                let result = validate::accept_block(&node, block, &mut on_valid);
                 Outcome::GossipBlock { source, id, result }
             }));
         } else if message.topic == self.transactions_topic.hash() {
