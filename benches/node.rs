@@ -506,7 +506,12 @@ fn main() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let credentials = cairn_node::rpc::Credentials::new(&[("bench".into(), "bench".into())]);
     let (server, addr) = runtime
-        .block_on(cairn_node::rpc::serve(node.clone(), "127.0.0.1:0".parse().expect("addr"), credentials))
+        .block_on(cairn_node::rpc::serve(
+            node.clone(),
+            "127.0.0.1:0".parse().expect("addr"),
+            credentials,
+            cairn_node::rpc::RpcLimits::default(),
+        ))
         .expect("serve");
     let started = Instant::now();
     for tx in &txs {

@@ -60,8 +60,11 @@ pub fn binary(name: &str) -> PathBuf {
         let target_dir = profile_dir.parent().expect("target dir").to_path_buf();
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let mut args = vec!["build", "--bins", "--workspace", "--locked"];
-        if profile_dir.ends_with("release") {
-            args.push("--release");
+        // target/<profile>: `debug` is the dev profile; any other directory
+        // is named after its profile (release, checked).
+        let profile = profile_dir.file_name().and_then(|name| name.to_str()).expect("a profile directory");
+        if profile != "debug" {
+            args.extend(["--profile", profile]);
         }
         let status = Command::new(cargo)
             .args(args)
@@ -86,12 +89,34 @@ pub struct NodeProcess {
     pub datadir: PathBuf,
 }
 
+/// How to launch a node process beyond its arguments.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Launch<'a> {
+    /// A command (with its arguments) the node runs under, like
+    /// `["prlimit", "--nofile=400"]`.
+    pub wrapper: &'a [&'a str],
+    /// Environment variables set for it.
+    pub env: &'a [(&'a str, &'a str)],
+}
+
 impl NodeProcess {
     /// Starts a node in `datadir` with `extra` arguments (on regtest unless
     /// they name a `--network`) and waits until its RPC answers.
     pub fn start(datadir: &Path, extra: &[&str]) -> Self {
-        let address_file = datadir.join("rpc.address");
-        let _ = std::fs::remove_file(&address_file);
+        Self::start_with(datadir, extra, Launch::default())
+    }
+
+    /// [`NodeProcess::start`], launched as `launch` says.
+    pub fn start_with(datadir: &Path, extra: &[&str], launch: Launch<'_>) -> Self {
+        let mut node = Self::spawn(datadir, extra, launch);
+        node.wait_ready(std::time::Duration::from_secs(60));
+        node
+    }
+
+    /// Starts the process without waiting for anything (see
+    /// [`NodeProcess::wait_ready`]).
+    pub fn spawn(datadir: &Path, extra: &[&str], launch: Launch<'_>) -> Self {
+        let _ = std::fs::remove_file(datadir.join("rpc.address"));
         let _ = std::fs::remove_file(datadir.join("p2p.address"));
         // Any free port on loopback for peers too, unless the test chose.
         let listen: &[&str] =
@@ -103,7 +128,16 @@ impl NodeProcess {
             .open(datadir.join("node.log"))
             .expect("node.log");
         let network: &[&str] = if extra.contains(&"--network") { &[] } else { &["--network", "regtest"] };
-        let child = Command::new(binary("cairn-node"))
+        let mut command = match launch.wrapper.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(binary("cairn-node"));
+                command
+            }
+            None => Command::new(binary("cairn-node")),
+        };
+        let child = command
+            .envs(launch.env.iter().copied())
             .args(network)
             .args(["--rpc-bind", "127.0.0.1:0", "--datadir"])
             .arg(datadir)
@@ -113,31 +147,53 @@ impl NodeProcess {
             .stderr(log)
             .spawn()
             .expect("starting cairn-node");
-        // Owned from here on, so that a failed start still kills it (Drop).
-        let mut node = Self {
+        Self {
             child,
             rpc: Rpc { addr: ([127, 0, 0, 1], 0).into(), auth: None },
             datadir: datadir.to_path_buf(),
-        };
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        }
+    }
+
+    /// Waits until the node's RPC answers (panics after `timeout`, or at
+    /// once when the process exits, with its log).
+    pub fn wait_ready(&mut self, timeout: std::time::Duration) {
+        let deadline = std::time::Instant::now() + timeout;
         loop {
-            if let (Ok(addr), Ok(cookie)) =
-                (std::fs::read_to_string(&address_file), std::fs::read_to_string(datadir.join(".cookie")))
-            {
+            if let (Ok(addr), Ok(cookie)) = (
+                std::fs::read_to_string(self.datadir.join("rpc.address")),
+                std::fs::read_to_string(self.datadir.join(".cookie")),
+            ) {
                 let rpc =
                     Rpc { addr: addr.trim().parse().expect("address"), auth: Some(cookie.trim().to_owned()) };
                 if rpc.call("getblockcount", serde_json::json!([])).is_ok() {
-                    node.rpc = rpc;
-                    return node;
+                    self.rpc = rpc;
+                    return;
                 }
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("cairn-node in {} exited with {status} before it was ready", self.datadir.display());
             }
             assert!(
                 std::time::Instant::now() < deadline,
                 "cairn-node did not start in {}",
-                datadir.display()
+                self.datadir.display()
             );
-            std::thread::sleep(std::time::Duration::from_millis(50));
+            std::thread::sleep(std::time::Duration::from_millis(20));
         }
+    }
+
+    /// Runs a node to its exit (killed after `timeout`); its status and log.
+    pub fn run_to_exit(
+        datadir: &Path,
+        extra: &[&str],
+        launch: Launch<'_>,
+        timeout: std::time::Duration,
+    ) -> (Option<std::process::ExitStatus>, String) {
+        let _ = std::fs::remove_file(datadir.join("node.log"));
+        let mut node = Self::spawn(datadir, extra, launch);
+        let status = node.wait_exit(timeout);
+        let log = std::fs::read_to_string(datadir.join("node.log")).unwrap_or_default();
+        (status, log)
     }
 
     /// The multiaddr peers reach it at (with `/p2p/<peer id>`), once it listens.
@@ -168,6 +224,11 @@ impl NodeProcess {
 
     /// Kills the process at once (SIGKILL), as a crash would.
     pub fn kill(mut self) {
+        self.kill_now();
+    }
+
+    /// [`NodeProcess::kill`], keeping the value (to start another in its place).
+    pub fn kill_now(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -245,7 +306,7 @@ impl Rpc {
         let status = text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
         let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
         // Chunked bodies: keep the JSON between the chunk sizes.
-        let body = match (body.find('{'), body.rfind('}')) {
+        let body = match (body.find(['{', '[']), body.rfind(['}', ']'])) {
             (Some(start), Some(end)) if end >= start => body[start..=end].to_owned(),
             _ => body,
         };

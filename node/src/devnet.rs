@@ -129,7 +129,7 @@ pub fn run(args: &Args, base: Option<&Path>) -> Result<()> {
     };
     for index in 0..args.nodes {
         let datadir = base.join(format!("node{index}"));
-        std::fs::create_dir_all(&datadir).with_context(|| format!("creating {}", datadir.display()))?;
+        super::create_private_dir(&datadir)?;
         let _ = std::fs::remove_file(datadir.join("rpc.address"));
         let _ = std::fs::remove_file(datadir.join("p2p.address"));
         let log = std::fs::File::create(datadir.join("node.log")).context("creating node.log")?;

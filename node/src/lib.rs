@@ -22,7 +22,9 @@
 //!   through; [`files`]: the small files of the data directory.
 
 pub mod chain;
+pub mod failpoint;
 pub mod files;
+pub mod limits;
 pub mod mempool;
 pub mod records;
 pub mod store;

@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use cairn_consensus::{Address, Network, Params};
 use cairn_node::files::write_private;
+use cairn_node::limits;
 use cairn_node::node::Node;
 use cairn_node::p2p::{self, NetworkConfig};
 use cairn_node::rpc::{self, Credentials};
@@ -67,9 +68,17 @@ struct Cli {
     /// mDNS dialing. Inbound peers are still accepted.
     #[arg(long)]
     no_discovery: bool,
-    /// Inbound peer connections, at most.
+    /// Inbound peer connections, at most (fewer when the open-file limit
+    /// cannot hold them).
     #[arg(long, default_value_t = 64)]
     max_inbound: u32,
+    /// RPC connections open at once, at most (fewer when the open-file
+    /// limit cannot hold them); more are closed as they arrive.
+    #[arg(long, default_value_t = rpc::DEFAULT_MAX_CONNECTIONS)]
+    rpc_max_connections: usize,
+    /// Seconds an RPC connection may sit without a request before it is closed.
+    #[arg(long, default_value_t = rpc::DEFAULT_IDLE_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(1..=3600))]
+    rpc_idle_timeout: u64,
     /// Checks remembered from the mempool (each accepted transaction's
     /// signatures and its context-free pass), so that blocks of
     /// transactions already seen connect without checking them again
@@ -115,6 +124,55 @@ fn main() -> ExitCode {
     }
 }
 
+/// Creates `dir` (and its missing parents) readable by its owner only; a
+/// directory that exists keeps the mode its owner gave it.
+fn create_private_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("creating {}", dir.display()))
+}
+
+/// A file removed when this is dropped.
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Makes a panic in any thread stop the node: logged with its thread and
+/// place, then the node stops as for a fatal storage error (the store
+/// refuses every write from then on, the main loop stops the rest, the
+/// process exits non-zero) rather than run on half broken: a panicked
+/// network task would leave it without peers, a panic holding the state
+/// lock would poison every later call.
+fn stop_on_panic(node: std::sync::Weak<Node>) {
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "(no message)".to_owned());
+        let place = info.location().map_or_else(String::new, |l| format!(" at {}:{}", l.file(), l.line()));
+        let thread = std::thread::current();
+        let thread = thread.name().unwrap_or("unnamed");
+        let reason = format!(
+            "panic in thread {thread}{place}: {message}. The node stopped rather than run on half \
+             broken; this is a bug in Cairn, please report it with this log. Starting the node again \
+             goes on from the last block it wrote."
+        );
+        match node.upgrade() {
+            Some(node) => node.fail(reason),
+            None => tracing::error!("{reason}"),
+        }
+    }));
+}
+
 fn default_datadir(network: Network) -> Result<PathBuf> {
     let home = std::env::var_os("HOME").context("HOME is not set; give --datadir")?;
     Ok(PathBuf::from(home).join(".cairn").join(network.name()))
@@ -155,7 +213,13 @@ fn run(cli: Cli) -> Result<()> {
         Some(dir) => dir.clone(),
         None => default_datadir(cli.network)?,
     };
-    std::fs::create_dir_all(&datadir).with_context(|| format!("creating {}", datadir.display()))?;
+    for address in &cli.connect {
+        p2p::protocol::check_dialable(address).map_err(|e| anyhow::anyhow!("--connect {e}"))?;
+    }
+    if cli.rpc_max_connections == 0 {
+        bail!("--rpc-max-connections must be at least 1");
+    }
+    create_private_dir(&datadir)?;
     let threads = match cli.threads {
         Some(0) => bail!("--threads must be at least 1"),
         Some(n) => n,
@@ -163,9 +227,50 @@ fn run(cli: Cli) -> Result<()> {
     };
     let mine_to = if cli.mine { Some(mining_address(&cli, &datadir)?) } else { None };
 
+    let listen = if cli.listen.is_empty() {
+        let host = if cli.network == Network::Main { "0.0.0.0" } else { "127.0.0.1" };
+        vec![format!("/ip4/{host}/tcp/{}", params.default_p2p_port).parse().expect("a valid multiaddr")]
+    } else {
+        cli.listen.clone()
+    };
+    let mut network = NetworkConfig::new(datadir.clone(), listen);
+    network.connect = cli.connect.clone();
+    network.mdns = cli.mdns;
+    network.discovery = !cli.no_discovery;
+    network.allow_shared_port = cli.allow_shared_port;
+    // Before the chain store opens its files.
+    let (soft_before, files) = limits::raise_open_file_limit();
+    if files > soft_before {
+        tracing::info!("open-file limit raised from {soft_before} to {files}");
+    }
+    let plan = limits::plan_connections(
+        files,
+        cli.max_inbound,
+        network.files_besides_inbound(),
+        cli.rpc_max_connections,
+    )
+    .map_err(|e| anyhow::anyhow!(e))?;
+    if plan.max_inbound < cli.max_inbound || plan.rpc_connections < cli.rpc_max_connections {
+        tracing::warn!(
+            "only {files} files can be open at once: inbound peers reduced from {} to {}, RPC connections \
+             from {} to {} (raise the limit with `ulimit -n` for more)",
+            cli.max_inbound,
+            plan.max_inbound,
+            cli.rpc_max_connections,
+            plan.rpc_connections
+        );
+    }
+    network.max_inbound = plan.max_inbound;
+    let rpc_limits = rpc::RpcLimits {
+        max_connections: plan.rpc_connections,
+        idle_timeout: Duration::from_secs(cli.rpc_idle_timeout),
+    };
+
+    create_private_dir(&datadir.join("chain"))?;
     let store = RocksStore::open(&datadir.join("chain"), cli.network.name())
         .with_context(|| format!("opening the chain store in {}", datadir.display()))?;
     let node = Arc::new(Node::open(Arc::new(store), params.clone(), &datadir).context("loading the chain")?);
+    stop_on_panic(Arc::downgrade(&node));
     node.verifier().cache().set_capacity(cli.sig_cache_entries);
     {
         let state = node.state();
@@ -182,6 +287,8 @@ fn run(cli: Cli) -> Result<()> {
     let cookie_path = datadir.join(".cookie");
     write_private(&cookie_path, cookie.as_bytes())
         .with_context(|| format!("writing {}", cookie_path.display()))?;
+    // Removed however this function returns, a failed start included.
+    let _cookie = RemoveOnDrop(cookie_path.clone());
     let mut pairs = vec![("__cookie__".to_owned(), cookie["__cookie__:".len()..].to_owned())];
     if let (Some(user), Some(password)) = (&cli.rpc_user, &cli.rpc_password) {
         pairs.push((user.clone(), password.clone()));
@@ -195,23 +302,11 @@ fn run(cli: Cli) -> Result<()> {
         .build()
         .context("starting the async runtime")?;
     let (server, local) = runtime
-        .block_on(rpc::serve(node.clone(), rpc_addr, Credentials::new(&pairs)))
+        .block_on(rpc::serve(node.clone(), rpc_addr, Credentials::new(&pairs), rpc_limits))
         .with_context(|| format!("binding JSON-RPC to {rpc_addr}"))?;
     std::fs::write(datadir.join("rpc.address"), local.to_string())?;
     tracing::info!("JSON-RPC on http://{local} (cookie in {})", cookie_path.display());
 
-    let listen = if cli.listen.is_empty() {
-        let host = if cli.network == Network::Main { "0.0.0.0" } else { "127.0.0.1" };
-        vec![format!("/ip4/{host}/tcp/{}", params.default_p2p_port).parse().expect("a valid multiaddr")]
-    } else {
-        cli.listen.clone()
-    };
-    let mut network = NetworkConfig::new(datadir.clone(), listen);
-    network.connect = cli.connect.clone();
-    network.mdns = cli.mdns;
-    network.discovery = !cli.no_discovery;
-    network.allow_shared_port = cli.allow_shared_port;
-    network.max_inbound = cli.max_inbound;
     let handle = {
         let _runtime = runtime.enter();
         p2p::start(node.clone(), network).context("starting the peer-to-peer network")?
@@ -270,7 +365,6 @@ fn run(cli: Cli) -> Result<()> {
     }
     let _ = server.stop();
     runtime.block_on(server.stopped());
-    let _ = std::fs::remove_file(&cookie_path);
     let height = node.state().chain.height();
     let fatal = node.fatal_error().map(str::to_owned);
     // Stop the network, then wait for the threads it leaves (block sync,

@@ -12,7 +12,7 @@ use cairn_consensus::{Block, BlockError, BlockHash, Lock, Params, Transaction, T
 
 use crate::chain::{Accepted, Chain, ChainError, ParallelVerifier, Reorganization, Submitted, TipSummary};
 use crate::mempool::{Mempool, MempoolError, DEFAULT_MAX_SIZE};
-use crate::store::Store;
+use crate::store::{Halting, Store};
 use crate::template::{new_block, COINBASE_RESERVE};
 
 /// The Unix time now, in seconds.
@@ -116,8 +116,10 @@ pub struct Node {
     pub blocks_mined: AtomicU64,
     announcements: tokio::sync::broadcast::Sender<Announcement>,
     network: OnceLock<crate::p2p::NetworkHandle>,
-    /// Why the node stopped itself, once a storage failure stopped it.
+    /// Why the node stopped itself, once a fatal error stopped it.
     fatal: OnceLock<String>,
+    /// Raised with `fatal`: the store then refuses every write.
+    halted: Arc<AtomicBool>,
     /// The chain's store and parameters, readable without the state lock.
     store: Arc<dyn Store>,
     params: Params,
@@ -129,6 +131,8 @@ impl Node {
     /// # Errors
     /// When the store cannot be read.
     pub fn open(store: Arc<dyn Store>, params: Params, datadir: &Path) -> Result<Self, ChainError> {
+        let halted = Arc::new(AtomicBool::new(false));
+        let store: Arc<dyn Store> = Arc::new(Halting::new(store, Arc::clone(&halted)));
         let chain = Chain::open(Arc::clone(&store), params.clone())?;
         // What the mempool verifies, block connection need not verify again.
         let verifier = ParallelVerifier::new(Arc::clone(chain.signature_cache()), true);
@@ -144,6 +148,7 @@ impl Node {
             announcements: tokio::sync::broadcast::channel(ANNOUNCEMENT_QUEUE).0,
             network: OnceLock::new(),
             fatal: OnceLock::new(),
+            halted,
             store,
             params,
         })
@@ -186,24 +191,33 @@ impl Node {
         &self.datadir
     }
 
-    /// Locks the state.
-    ///
-    /// # Panics
-    /// When a thread panicked while holding the lock.
+    /// Locks the state. A lock poisoned by a panic stops the node (see
+    /// [`Node::fail`]) and is still handed out, so that the stop can read
+    /// it: the store refuses every write from then on, so nothing a panic
+    /// left half changed in memory reaches the disk.
     pub fn state(&self) -> StateGuard<'_> {
-        StateGuard { guard: self.state.lock().expect("node state lock"), summary: &self.summary }
+        let guard = self.state.lock().unwrap_or_else(|poisoned| {
+            self.fail_on_poison();
+            poisoned.into_inner()
+        });
+        StateGuard { guard, summary: &self.summary }
     }
 
-    /// Locks the state if no one else holds it.
-    ///
-    /// # Panics
-    /// When a thread panicked while holding the lock.
+    /// Locks the state if no one else holds it (a poisoned lock as in
+    /// [`Node::state`]).
     pub fn try_state(&self) -> Option<StateGuard<'_>> {
         match self.state.try_lock() {
             Ok(guard) => Some(StateGuard { guard, summary: &self.summary }),
             Err(std::sync::TryLockError::WouldBlock) => None,
-            Err(std::sync::TryLockError::Poisoned(_)) => panic!("node state lock poisoned"),
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => {
+                self.fail_on_poison();
+                Some(StateGuard { guard: poisoned.into_inner(), summary: &self.summary })
+            }
         }
+    }
+
+    fn fail_on_poison(&self) {
+        self.fail("a thread panicked while it held the node's state".to_owned());
     }
 
     /// Where the chain stood when the state was last unlocked, without
@@ -223,7 +237,7 @@ impl Node {
     /// work is made stale) and the main loop.
     pub fn request_shutdown(&self) {
         self.shutdown.store(true, Ordering::Release);
-        self.stale.lock().expect("stale lock").store(true, Ordering::Release);
+        self.stale.lock().unwrap_or_else(std::sync::PoisonError::into_inner).store(true, Ordering::Release);
     }
 
     /// Stops the node because its storage failed while the chain was
@@ -234,15 +248,24 @@ impl Node {
     /// only written batches, so a restart (once the disk is writable
     /// again) goes on from the last batch written.
     pub fn abort(&self, what: &str, error: &dyn std::fmt::Display) {
-        let reason = format!(
+        self.fail(format!(
             "storage failure while {what}: {error}. The node stopped to keep its chain store \
              consistent. Check the disk (free space, errors in the system log), then start the \
              node again: it goes on from the last block it wrote."
-        );
-        if self.fatal.set(reason.clone()).is_ok() {
-            tracing::error!("{reason}");
-        }
+        ));
         self.request_shutdown();
+    }
+
+    /// Stops the node for a fatal error (the first one is kept and logged;
+    /// the process exits non-zero with it): the store refuses every write
+    /// from now on and the main loop stops the rest. Takes no lock, so a
+    /// panic hook can call it from a thread holding any of them.
+    pub fn fail(&self, reason: String) {
+        self.halted.store(true, Ordering::Release);
+        if self.fatal.set(reason).is_ok() {
+            tracing::error!("{}", self.fatal.get().map_or("", String::as_str));
+        }
+        self.shutdown.store(true, Ordering::Release);
     }
 
     /// Why the node stopped itself, if it did (see [`Node::abort`]).
@@ -254,7 +277,7 @@ impl Node {
     /// The flag that goes up when the present tip is replaced.
     #[must_use]
     pub fn stale_flag(&self) -> Arc<AtomicBool> {
-        self.stale.lock().expect("stale lock").clone()
+        self.stale.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 
     /// Validates and stores a block found here or handed over RPC, and
@@ -359,7 +382,7 @@ impl Node {
                 );
             }
         }
-        let mut stale = self.stale.lock().expect("stale lock");
+        let mut stale = self.stale.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         stale.store(true, Ordering::Release);
         *stale = Arc::new(AtomicBool::new(false));
     }
@@ -400,7 +423,10 @@ impl Node {
     pub fn template(&self, lock: &Lock) -> (Block, Arc<AtomicBool>) {
         let mut state = self.state();
         if self.shutdown.load(Ordering::Acquire) {
-            self.stale.lock().expect("stale lock").store(true, Ordering::Release);
+            self.stale
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .store(true, Ordering::Release);
         }
         let now = unix_now();
         loop {

@@ -852,3 +852,40 @@ fn a_run_reports_each_block_body_checked_on_all_cores_and_keeps_the_order_of_rul
     assert_eq!(reorg.connected.len(), 2);
     assert_eq!(chain.tip(), source.tip());
 }
+
+#[test]
+fn a_chain_ahead_of_the_clock_makes_the_miner_wait_or_say_why_never_mine_a_refused_block() {
+    use crate::mining::{mine_one, AheadOfClock};
+    let node = Arc::new(regtest_node());
+    let key = keypair(3);
+    // Eleven blocks stamped 10,000 s past the clock plus the allowed
+    // future, accepted as a clock that far ahead would: the median time
+    // past, and so the next block's least time, is then beyond what the
+    // real clock lets any node accept.
+    let future = crate::node::unix_now() + 10_000;
+    let ahead = future + u64::from(node.params().max_future_block_time);
+    {
+        let mut state = node.state();
+        for _ in 0..11 {
+            let block = mine(&state.chain, &key, Vec::new(), Amount::ZERO, ahead);
+            // (Each block's least time is the median past plus one: a
+            // clock a little later still accepts them all.)
+            state.chain.submit_block(block, future + 60).expect("valid for a clock that far ahead");
+        }
+    }
+    let height = node.state().chain.height();
+    let error = mine_one(&node, &lock(&key), None, AheadOfClock::Refuse).expect_err("too far ahead");
+    assert!(error.contains("ahead of the clock") && error.contains("s to wait"), "{error}");
+    // Waiting: no block is mined (none would be accepted), and a shutdown
+    // ends the wait.
+    let waiting = {
+        let node = Arc::clone(&node);
+        let lock = lock(&key);
+        std::thread::spawn(move || mine_one(&node, &lock, None, AheadOfClock::Wait))
+    };
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    assert!(!waiting.is_finished(), "the miner waits for the clock");
+    assert_eq!(node.state().chain.height(), height);
+    node.request_shutdown();
+    assert_eq!(waiting.join().expect("no panic"), Err("mining stopped".to_owned()));
+}

@@ -201,6 +201,7 @@ impl Chain {
             match checked? {
                 Ok((block, (batch, changes))) => {
                     on_valid(hash);
+                    crate::failpoint::hit("connect-block");
                     // The last block's write overlaps nothing.
                     let hand_over =
                         position + 1 < path.len() && block.transactions.len() >= PARALLEL_TRANSACTIONS;

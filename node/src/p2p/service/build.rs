@@ -82,7 +82,8 @@ pub fn start(node: Arc<Node>, config: NetworkConfig) -> Result<NetworkHandle, Ne
             let limits = connection_limits::ConnectionLimits::default()
                 .with_max_pending_incoming(Some(config.max_pending))
                 .with_max_established_incoming(Some(config.max_inbound))
-                .with_max_established_outgoing(Some(config.outbound_target as u32 * 2 + 8))
+                .with_max_established_outgoing(Some(config.max_outbound()))
+                .with_max_pending_outgoing(Some(config.max_outbound()))
                 .with_max_established_per_peer(Some(2));
             Ok(Behaviour {
                 pending: PendingPerIp::default(),

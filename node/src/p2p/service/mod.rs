@@ -28,8 +28,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use cairn_consensus::chain::check_header;
-use cairn_consensus::{Block, BlockHash, BlockHeader, Decode, Encode, Transaction, Work, HEADER_SIZE};
+use cairn_consensus::{Block, BlockHash, BlockHeader, Decode, Encode, Transaction, Work};
 use libp2p::futures::stream::FuturesUnordered;
 use libp2p::futures::StreamExt;
 use libp2p::multiaddr::Protocol;
@@ -116,6 +115,21 @@ pub struct NetworkConfig {
 }
 
 impl NetworkConfig {
+    /// Outbound connections, established or being dialed, at most each:
+    /// twice the target (peers found while others drop) and a few for
+    /// `addnode`.
+    #[must_use]
+    pub fn max_outbound(&self) -> u32 {
+        u32::try_from(self.outbound_target).unwrap_or(u32::MAX / 4).saturating_mul(2).saturating_add(8)
+    }
+
+    /// Files the network holds besides inbound peers: outbound peers
+    /// established and being dialed, inbound handshakes, listeners.
+    #[must_use]
+    pub fn files_besides_inbound(&self) -> u64 {
+        2 * u64::from(self.max_outbound()) + u64::from(self.max_pending) + self.listen.len() as u64
+    }
+
     /// Defaults for a node whose data is in `datadir`, listening on `listen`.
     #[must_use]
     pub fn new(datadir: PathBuf, listen: Vec<Multiaddr>) -> Self {
@@ -1000,6 +1014,7 @@ impl Service {
     }
 
     fn on_tick(&mut self) {
+        crate::failpoint::hit("network-task");
         let now = Instant::now();
         // Keep tips fresh.
         let stale: Vec<PeerId> = self
