@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every Cairn test on a fresh machine: installs what is missing, checks
 # the consensus crate's dependency boundary, then runs the whole workspace's
-# tests in the one build profile the project uses (release).
+# tests in the `checked` profile: release's optimisation with overflow
+# checks and debug assertions on in Cairn's own crates (Cargo.toml).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -41,11 +42,11 @@ echo "cairn-consensus dependency boundary: ok"
 
 # The whole-system tests run the binaries: build them first, in the same
 # profile, so the tests find them ready.
-cargo build --release --workspace --bins --locked
+cargo build --profile checked --workspace --bins --locked
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
-cargo test --release --workspace --locked "$@" 2>&1 | tee "$log"
+cargo test --profile checked --workspace --locked "$@" 2>&1 | tee "$log"
 # One closing line for the whole run (cargo's last line is a doc-test binary's).
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "tests: %d passed, %d failed\n", p, f }' "$log"

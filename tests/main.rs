@@ -6,10 +6,12 @@
 
 mod adversary;
 mod correctness;
+mod limp;
 mod miner;
 mod network;
 mod node;
 mod project_vectors;
+mod soak;
 mod support;
 mod vectors;
 mod wallet;
