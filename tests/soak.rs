@@ -50,65 +50,95 @@ fn lock(key: &Keypair) -> Lock {
     Lock::key(key.x_only_public_key().0.serialize())
 }
 
-/// Makes the blocks: an in-memory node whose active branch is `branch`,
-/// each block paying one of two keys (the second on forks, so that a fork
-/// never repeats a block) and, past maturity, spending the coinbase a
-/// hundred blocks down.
+/// Deepest reorganization the generator makes.
+const MAX_FORK_DEPTH: usize = 4;
+
+/// Makes the blocks: an in-memory node `main` whose active branch is
+/// `branch`, each block paying key 1 and, past maturity, spending the
+/// coinbase a hundred blocks down (while it is worth splitting); and a
+/// second node, `shadow`, fed the same blocks `MAX_FORK_DEPTH` behind,
+/// which mines the forks (paying key 2, so that a fork never repeats a
+/// block) without replaying the chain.
 struct Generator {
-    node: Node,
+    main: Node,
+    shadow: Node,
+    /// Blocks `main` has and `shadow` not yet.
+    lag: std::collections::VecDeque<Block>,
     branch: Vec<(Block, u8)>,
 }
 
 impl Generator {
     fn new() -> Self {
-        Self { node: fresh_node(), branch: Vec::new() }
+        Self { main: fresh_node(), shadow: fresh_node(), lag: Default::default(), branch: Vec::new() }
     }
 
-    fn mine(&mut self, payee: u8) -> Block {
+    fn mine(&mut self) -> Block {
         let height = self.branch.len() + 1;
         if height > 100 {
             let (coinbase_block, owner) = &self.branch[height - 101];
             let coinbase = &coinbase_block.transactions[0];
             let spent = coinbase.outputs[0].clone();
-            let fee = Amount::from_base_units(1_000).expect("small");
-            let half = Amount::from_base_units((spent.amount.to_base_units() - 1_000) / 2).expect("amount");
-            let rest = spent.amount.checked_sub(fee).and_then(|a| a.checked_sub(half)).expect("amount");
-            let mut tx = Transaction {
-                version: 1,
-                inputs: vec![TxIn::spending(OutPoint { txid: coinbase.txid(), index: 0 })],
-                outputs: vec![
-                    TxOut { amount: half, lock: lock(&key(3)) },
-                    TxOut { amount: rest, lock: lock(&key(4)) },
-                ],
-                lock_time: 0,
-            };
-            let genesis = self.node.params().genesis_hash;
-            sign_inputs(&Secp256k1::new(), &mut tx, &[&spent], genesis, &key(*owner), &[9; 32]);
-            self.node.submit_transaction(tx).expect("a valid spend");
+            let value = spent.amount.to_base_units();
+            // Halvings make coinbases small: split only what stays above dust.
+            if value >= 100_000 {
+                let fee = 1_000;
+                let half = Amount::from_base_units((value - fee) / 2).expect("amount");
+                let rest = Amount::from_base_units(value - fee - (value - fee) / 2).expect("amount");
+                let mut tx = Transaction {
+                    version: 1,
+                    inputs: vec![TxIn::spending(OutPoint { txid: coinbase.txid(), index: 0 })],
+                    outputs: vec![
+                        TxOut { amount: half, lock: lock(&key(3)) },
+                        TxOut { amount: rest, lock: lock(&key(4)) },
+                    ],
+                    lock_time: 0,
+                };
+                let genesis = self.main.params().genesis_hash;
+                sign_inputs(&Secp256k1::new(), &mut tx, &[&spent], genesis, &key(*owner), &[9; 32]);
+                // Already in the pool after a reorganization: fine.
+                let _ = self.main.submit_transaction(tx);
+            }
         }
-        let (template, _) = self.node.template(&lock(&key(payee)));
-        let mut roller = ExtranonceRoller::new(template).expect("template");
-        let solved =
-            solve_block(&mut roller, 0, Kernel::Portable, None, &AtomicBool::new(false)).expect("bits");
-        assert!(solved.found);
-        let block = roller.into_block();
-        self.node.submit_block(block.clone()).expect("the generator's own block");
-        self.branch.push((block.clone(), payee));
+        let block = solve(&self.main, 1);
+        self.branch.push((block.clone(), 1));
+        self.lag.push_back(block.clone());
+        while self.lag.len() > MAX_FORK_DEPTH {
+            let old = self.lag.pop_front().expect("not empty");
+            self.shadow.submit_block(old).expect("the shadow follows");
+        }
         block
     }
 
-    /// A branch from `depth` blocks below the tip, one block longer than
-    /// what it replaces; returns its blocks.
+    /// A branch from `depth` blocks below the tip (at most
+    /// `MAX_FORK_DEPTH`), one block longer than what it replaces; returns
+    /// its blocks, which `main` has taken.
     fn fork(&mut self, depth: usize) -> Vec<Block> {
-        let keep = self.branch.len() - depth;
-        let mut replacement = Self::new();
-        for (block, payee) in &self.branch[..keep] {
-            replacement.node.submit_block(block.clone()).expect("replayed");
-            replacement.branch.push((block.clone(), *payee));
+        let depth = depth.min(MAX_FORK_DEPTH).min(self.lag.len());
+        while self.lag.len() > depth {
+            let old = self.lag.pop_front().expect("not empty");
+            self.shadow.submit_block(old).expect("the shadow follows");
         }
-        *self = replacement;
-        (0..=depth).map(|_| self.mine(2)).collect()
+        self.lag.clear();
+        self.branch.truncate(self.branch.len() - depth);
+        let blocks: Vec<Block> = (0..=depth).map(|_| solve(&self.shadow, 2)).collect();
+        for block in &blocks {
+            self.main.submit_block(block.clone()).expect("the fork is valid");
+            self.branch.push((block.clone(), 2));
+        }
+        assert_eq!(self.main.summary().tip.hash, blocks[depth].block_hash(), "the fork took over");
+        blocks
     }
+}
+
+/// A block on `node`'s tip from its pool, paying key `payee`, submitted.
+fn solve(node: &Node, payee: u8) -> Block {
+    let (template, _) = node.template(&lock(&key(payee)));
+    let mut roller = ExtranonceRoller::new(template).expect("template");
+    let solved = solve_block(&mut roller, 0, Kernel::Portable, None, &AtomicBool::new(false)).expect("bits");
+    assert!(solved.found);
+    let block = roller.into_block();
+    node.submit_block(block.clone()).expect("the generator's own block");
+    block
 }
 
 fn fresh_node() -> Node {
@@ -251,12 +281,13 @@ fn crash_soak() {
                     std::thread::sleep(Duration::from_millis(5));
                     continue;
                 }
-                let blocks = if generator.branch.len() > 10 && generator.branch.len().is_multiple_of(FORK_EVERY) {
-                    soak.reorgs.fetch_add(1, Ordering::AcqRel);
-                    generator.fork(1 + rng.below(4) as usize)
-                } else {
-                    vec![generator.mine(1)]
-                };
+                let blocks =
+                    if generator.branch.len() > 10 && generator.branch.len().is_multiple_of(FORK_EVERY) {
+                        soak.reorgs.fetch_add(1, Ordering::AcqRel);
+                        generator.fork(1 + rng.below(4) as usize)
+                    } else {
+                        vec![generator.mine()]
+                    };
                 for block in blocks {
                     let hex = hex::encode(block.encode());
                     rpc.ok("submitblock", json!([hex]));
