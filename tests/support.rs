@@ -163,11 +163,13 @@ impl NodeProcess {
                 std::fs::read_to_string(self.datadir.join("rpc.address")),
                 std::fs::read_to_string(self.datadir.join(".cookie")),
             ) {
-                let rpc =
-                    Rpc { addr: addr.trim().parse().expect("address"), auth: Some(cookie.trim().to_owned()) };
-                if rpc.call("getblockcount", serde_json::json!([])).is_ok() {
-                    self.rpc = rpc;
-                    return;
+                // (A file from a process killed while writing it may be empty.)
+                if let Ok(addr) = addr.trim().parse() {
+                    let rpc = Rpc { addr, auth: Some(cookie.trim().to_owned()) };
+                    if rpc.call("getblockcount", serde_json::json!([])).is_ok() {
+                        self.rpc = rpc;
+                        return;
+                    }
                 }
             }
             if let Ok(Some(status)) = self.child.try_wait() {

@@ -304,7 +304,9 @@ fn run(cli: Cli) -> Result<()> {
     let (server, local) = runtime
         .block_on(rpc::serve(node.clone(), rpc_addr, Credentials::new(&pairs), rpc_limits))
         .with_context(|| format!("binding JSON-RPC to {rpc_addr}"))?;
-    std::fs::write(datadir.join("rpc.address"), local.to_string())?;
+    // Written whole or not at all: a reader never sees half an address.
+    write_private(&datadir.join("rpc.address"), local.to_string().as_bytes())
+        .with_context(|| format!("writing {}", datadir.join("rpc.address").display()))?;
     tracing::info!("JSON-RPC on http://{local} (cookie in {})", cookie_path.display());
 
     let handle = {
