@@ -56,7 +56,7 @@ fn main() {
         },
     };
     let requests = [
-        ("status", Request::Status(status.clone())),
+        ("status", Request::Status(status)),
         ("headers", Request::Headers { locator: vec![tip.block_hash(), params.genesis_hash] }),
         ("blocks", Request::Blocks(chain.blocks.iter().take(3).map(|b| b.block_hash()).collect())),
     ];

@@ -241,6 +241,7 @@ pub mod reference {
     /// aserti3-2d as `docs/protocol.md` writes it, in unbounded integers:
     /// the compact target after the block at `height` with timestamp `time`.
     #[must_use]
+    #[allow(clippy::too_many_arguments)] // the formula's eight inputs, named as it names them
     pub fn asert(
         anchor_height: u64,
         anchor_parent_time: i64,
