@@ -16,6 +16,6 @@ case "$kills" in ''|*[!0-9]*) echo "usage: scripts/crash-soak.sh [KILLS]" >&2; e
 if [ -z "${CARGO_TARGET_DIR:-}" ] && [ -d "$HOME/.cache/cairn-target" ]; then
   export CARGO_TARGET_DIR="$HOME/.cache/cairn-target"
 fi
-cargo build --profile checked --workspace --bins --locked
+cargo build --profile checked --workspace --bins --tests --locked
 CAIRN_SOAK_KILLS="$kills" cargo test --profile checked --locked --test system -- \
   --ignored --exact soak::crash_soak --nocapture

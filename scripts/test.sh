@@ -41,8 +41,10 @@ fi
 echo "cairn-consensus dependency boundary: ok"
 
 # The whole-system tests run the binaries: build them first, in the same
-# profile, so the tests find them ready.
-cargo build --profile checked --workspace --bins --locked
+# profile and with the tests' features (`--tests` unifies the
+# dev-dependencies' features in, as `cargo test` does), so the tests find
+# them ready and no dependency compiles twice.
+cargo build --profile checked --workspace --bins --tests --locked
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

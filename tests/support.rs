@@ -59,7 +59,9 @@ pub fn binary(name: &str) -> PathBuf {
         let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps").to_path_buf();
         let target_dir = profile_dir.parent().expect("target dir").to_path_buf();
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let mut args = vec!["build", "--bins", "--workspace", "--locked"];
+        // `--tests` as scripts/test.sh builds them: the features `cargo test`
+        // resolves, so the binaries share its dependencies' builds.
+        let mut args = vec!["build", "--bins", "--tests", "--workspace", "--locked"];
         // target/<profile>: `debug` is the dev profile; any other directory
         // is named after its profile (release, checked).
         let profile = profile_dir.file_name().and_then(|name| name.to_str()).expect("a profile directory");
