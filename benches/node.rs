@@ -23,14 +23,13 @@
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use cairn_consensus::check::SequentialVerifier;
 use cairn_consensus::sighash::{sign_inputs, SighashCache, SignatureCheck};
 use cairn_consensus::{Amount, Block, Encode, Lock, Network, OutPoint, Params, Transaction, TxIn, TxOut};
-use cairn_miner::{solve_block, ExtranonceRoller, Kernel};
+use cairn_miner::Kernel;
 use cairn_node::chain::Chain;
 use cairn_node::node::Node;
 use cairn_node::store::{Batch, Cf, MemStore, Pairs, RocksStore, Store, StoreError};
@@ -42,9 +41,7 @@ const TXS_PER_BLOCK: usize = 200;
 const FAR_FUTURE: u64 = u32::MAX as u64;
 
 fn solve(block: Block) -> Block {
-    let mut roller = ExtranonceRoller::new(block).expect("template");
-    assert!(solve_block(&mut roller, 0, Kernel::best(), None, &AtomicBool::new(false)).expect("bits").found);
-    roller.into_block()
+    cairn_miner::solve(block, Kernel::best()).expect("template")
 }
 
 /// A regtest chain whose block 1 coinbase has `TXS_PER_BLOCK` outputs to

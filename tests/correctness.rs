@@ -7,7 +7,6 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use cairn_consensus::sighash::sign_inputs;
@@ -15,7 +14,7 @@ use cairn_consensus::{
     Address, Amount, Block, BlockHash, BlockHeader, Decode, Encode, Height, Network, OutPoint, Params,
     Transaction, TxIn, TxOut,
 };
-use cairn_miner::{solve_block, ExtranonceRoller, Kernel};
+use cairn_miner::Kernel;
 use secp256k1::{Keypair, Secp256k1};
 use serde_json::{json, Value};
 
@@ -54,11 +53,7 @@ fn replay_devnet_run(name: &str, count: usize) {
         assert_eq!(height, i as u64 + 1, "{name}: the run is one chain from block 1");
         let mut block = cairn_node::template::new_block(&chain, &lock, Vec::new(), Amount::ZERO, time as u64);
         block.header.time = u32::try_from(time).expect("a 32-bit time");
-        let mut roller = ExtranonceRoller::new(block).expect("template");
-        assert!(
-            solve_block(&mut roller, 0, Kernel::best(), None, &AtomicBool::new(false)).expect("bits").found
-        );
-        let block = roller.into_block();
+        let block = cairn_miner::solve(block, Kernel::best()).expect("template");
         chain.submit_block(block, time as u64).unwrap_or_else(|e| panic!("{name} block {height}: {e}"));
         let got = chain.next_bits().to_consensus();
         assert_eq!(got, expected, "{name} after block {height} at {time}: the chain asks {got:#010x}");
@@ -152,10 +147,7 @@ fn block_on(prev: BlockHash, height: u32, time: u32, txs: Vec<Transaction>, to: 
     let params = Params::for_network(Network::Regtest);
     let place = Placement { prev, height: Height::new(height), time, bits: params.genesis.header.bits };
     let block = unmined_block(&place, b"/branch/", &key_lock(to), params.subsidy(Height::new(height)), txs);
-    let mut roller = ExtranonceRoller::new(block).expect("template");
-    let solved = solve_block(&mut roller, 0, Kernel::Portable, None, &AtomicBool::new(false)).expect("bits");
-    assert!(solved.found);
-    roller.into_block()
+    cairn_miner::solve(block, Kernel::Portable).expect("template")
 }
 
 fn mempool(rpc: &Rpc) -> Vec<String> {

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use cairn_consensus::sighash::sign_inputs;
 use cairn_consensus::{Amount, Block, Encode, Lock, Network, OutPoint, Params, Transaction, TxIn, TxOut};
-use cairn_miner::{solve_block, ExtranonceRoller, Kernel};
+use cairn_miner::Kernel;
 use cairn_node::node::Node;
 use cairn_node::store::MemStore;
 use secp256k1::{Keypair, Secp256k1};
@@ -133,10 +133,7 @@ impl Generator {
 /// A block on `node`'s tip from its pool, paying key `payee`, submitted.
 fn solve(node: &Node, payee: u8) -> Block {
     let (template, _) = node.template(&lock(&key(payee)));
-    let mut roller = ExtranonceRoller::new(template).expect("template");
-    let solved = solve_block(&mut roller, 0, Kernel::Portable, None, &AtomicBool::new(false)).expect("bits");
-    assert!(solved.found);
-    let block = roller.into_block();
+    let block = cairn_miner::solve(template, Kernel::Portable).expect("template");
     node.submit_block(block.clone()).expect("the generator's own block");
     block
 }

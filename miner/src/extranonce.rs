@@ -97,6 +97,19 @@ pub struct Solved {
     pub hashes: u64,
 }
 
+/// Mines `block` on this thread until its header meets its target, however
+/// long that takes (nothing stops it): for easy targets, as in tests,
+/// tools and regtest. The solved block.
+///
+/// # Errors
+/// When the block has no coinbase to roll or its bits are not a target.
+pub fn solve(block: Block, kernel: Kernel) -> Result<Block, TemplateError> {
+    let mut roller = ExtranonceRoller::new(block)?;
+    let solved = solve_block(&mut roller, 0, kernel, None, &AtomicBool::new(false))?;
+    assert!(solved.found, "a search nothing stops ends only with a solution");
+    Ok(roller.into_block())
+}
+
 /// Mines `roller`'s block until its header meets the target its bits
 /// encode or `stop` is set: the whole nonce range for each extranonce,
 /// from `first_extranonce` up.

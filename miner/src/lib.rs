@@ -39,7 +39,7 @@ mod search;
 mod sha256;
 
 pub use extranonce::{
-    solve_block, ExtranonceRoller, Solved, TemplateError, EXTRANONCE_OFFSET, EXTRANONCE_SIZE,
+    solve, solve_block, ExtranonceRoller, Solved, TemplateError, EXTRANONCE_OFFSET, EXTRANONCE_SIZE,
 };
 pub use job::{Job, NONCE_OFFSET};
 #[cfg(target_arch = "x86_64")]

@@ -9,7 +9,7 @@ use cairn_consensus::sighash::sign_inputs;
 use cairn_consensus::{
     Amount, Block, BlockError, Height, Lock, Network, OutPoint, Params, Transaction, TxError, TxIn, TxOut,
 };
-use cairn_miner::{solve_block, ExtranonceRoller, Kernel};
+use cairn_miner::Kernel;
 use secp256k1::{Keypair, Secp256k1};
 
 use crate::chain::{Accepted, Chain, ChainError};
@@ -28,10 +28,7 @@ pub(crate) fn lock(key: &Keypair) -> Lock {
 }
 
 pub(crate) fn solve(block: Block) -> Block {
-    let mut roller = ExtranonceRoller::new(block).expect("template");
-    let solved = solve_block(&mut roller, 0, Kernel::Portable, None, &AtomicBool::new(false)).expect("bits");
-    assert!(solved.found);
-    roller.into_block()
+    cairn_miner::solve(block, Kernel::Portable).expect("template")
 }
 
 fn mine(chain: &Chain, key: &Keypair, txs: Vec<Transaction>, fees: Amount, time: u64) -> Block {
