@@ -24,20 +24,16 @@ pub const MIN_RPC_CONNECTIONS: usize = 8;
 pub fn raise_open_file_limit() -> (u64, u64) {
     let current = getrlimit(Resource::Nofile);
     let before = current.current.unwrap_or(u64::MAX);
-    let Some(hard) = current.maximum.or(Some(u64::MAX)).filter(|hard| *hard > before) else {
-        return (before, before);
-    };
+    let hard = current.maximum.unwrap_or(u64::MAX);
     // Linux refuses more than fs.nr_open even under an unlimited hard
-    // limit; try the hard limit, then a large round number.
-    for target in [hard, 1 << 20, 1 << 16] {
-        if target <= before || target > hard {
-            continue;
-        }
-        if setrlimit(Resource::Nofile, Rlimit { current: Some(target), maximum: current.maximum }).is_ok() {
-            return (before, target);
-        }
-    }
-    (before, before)
+    // limit; try the hard limit, then large round numbers below it.
+    [hard, 1 << 20, 1 << 16]
+        .into_iter()
+        .filter(|&target| target > before && target <= hard)
+        .find(|&target| {
+            setrlimit(Resource::Nofile, Rlimit { current: Some(target), maximum: current.maximum }).is_ok()
+        })
+        .map_or((before, before), |raised| (before, raised))
 }
 
 /// Connection caps that fit `limit` open files.

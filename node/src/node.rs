@@ -216,6 +216,12 @@ impl Node {
         }
     }
 
+    /// The stale flag's lock (plain data: a panic while it was held
+    /// leaves nothing half changed).
+    fn stale(&self) -> MutexGuard<'_, Arc<AtomicBool>> {
+        self.stale.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     fn fail_on_poison(&self) {
         self.fail("a thread panicked while it held the node's state".to_owned());
     }
@@ -237,7 +243,7 @@ impl Node {
     /// work is made stale) and the main loop.
     pub fn request_shutdown(&self) {
         self.shutdown.store(true, Ordering::Release);
-        self.stale.lock().unwrap_or_else(std::sync::PoisonError::into_inner).store(true, Ordering::Release);
+        self.stale().store(true, Ordering::Release);
     }
 
     /// Stops the node because its storage failed while the chain was
@@ -277,7 +283,7 @@ impl Node {
     /// The flag that goes up when the present tip is replaced.
     #[must_use]
     pub fn stale_flag(&self) -> Arc<AtomicBool> {
-        self.stale.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+        self.stale().clone()
     }
 
     /// Validates and stores a block found here or handed over RPC, and
@@ -382,7 +388,7 @@ impl Node {
                 );
             }
         }
-        let mut stale = self.stale.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut stale = self.stale();
         stale.store(true, Ordering::Release);
         *stale = Arc::new(AtomicBool::new(false));
     }
@@ -423,10 +429,7 @@ impl Node {
     pub fn template(&self, lock: &Lock) -> (Block, Arc<AtomicBool>) {
         let mut state = self.state();
         if self.shutdown.load(Ordering::Acquire) {
-            self.stale
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .store(true, Ordering::Release);
+            self.stale().store(true, Ordering::Release);
         }
         let now = unix_now();
         loop {

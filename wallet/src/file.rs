@@ -82,7 +82,7 @@ impl KdfCost {
 }
 
 /// The part of the file stored in the clear.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 struct Header {
     format: String,
     version: u32,
@@ -94,23 +94,13 @@ struct Header {
     cipher: String,
 }
 
-/// The file as written: the clear header's fields, then nonce and ciphertext.
-#[derive(Debug, Serialize)]
+/// The file: the clear header's fields, then nonce and ciphertext, all at
+/// the top level and read in one pass. (Not a `Header` with `flatten`: to
+/// read one, serde buffers every value of the file first, nested arrays
+/// included, at tens of bytes per byte, which the fuzz target's allocation
+/// bound caught.)
+#[derive(Debug, Serialize, Deserialize)]
 struct FileJson {
-    #[serde(flatten)]
-    header: Header,
-    /// Hex, 24 bytes.
-    nonce: String,
-    /// Hex.
-    ciphertext: String,
-}
-
-/// The file as read: every field at the top level, read in one pass. (Not
-/// `FileJson` with `flatten`: serde buffers every value of a flattened
-/// struct, nested arrays included, at tens of bytes per byte of file, which
-/// the fuzz target's allocation bound caught.)
-#[derive(Debug, Deserialize)]
-struct FileFields {
     format: String,
     version: u32,
     network: String,
@@ -118,8 +108,23 @@ struct FileFields {
     cost: KdfCost,
     salt: String,
     cipher: String,
+    /// Hex, 24 bytes.
     nonce: String,
+    /// Hex.
     ciphertext: String,
+}
+
+impl FileJson {
+    fn new(header: Header, nonce: String, ciphertext: String) -> Self {
+        let Header { format, version, network, kdf, cost, salt, cipher } = header;
+        Self { format, version, network, kdf, cost, salt, cipher, nonce, ciphertext }
+    }
+
+    /// The clear header, the nonce and the ciphertext.
+    fn split(self) -> (Header, String, String) {
+        let Self { format, version, network, kdf, cost, salt, cipher, nonce, ciphertext } = self;
+        (Header { format, version, network, kdf, cost, salt, cipher }, nonce, ciphertext)
+    }
 }
 
 /// What the file protects.
@@ -188,16 +193,8 @@ impl Sealed {
     /// # Errors
     /// What is wrong with it, in words.
     pub fn parse(text: &[u8]) -> Result<Self, String> {
-        let json: FileFields = serde_json::from_slice(text).map_err(|e| e.to_string())?;
-        let header = Header {
-            format: json.format,
-            version: json.version,
-            network: json.network,
-            kdf: json.kdf,
-            cost: json.cost,
-            salt: json.salt,
-            cipher: json.cipher,
-        };
+        let json: FileJson = serde_json::from_slice(text).map_err(|e| e.to_string())?;
+        let (header, nonce, ciphertext) = json.split();
         if header.format != FORMAT {
             return Err(format!("format {:?}", header.format));
         }
@@ -213,9 +210,9 @@ impl Sealed {
         if !(16..=64).contains(&salt.len()) {
             return Err("salt must be 16 to 64 bytes".to_owned());
         }
-        let nonce = hex::decode(&json.nonce).map_err(|e| format!("nonce: {e}"))?;
+        let nonce = hex::decode(&nonce).map_err(|e| format!("nonce: {e}"))?;
         let nonce: [u8; 24] = nonce.try_into().map_err(|_| "nonce must be 24 bytes".to_owned())?;
-        let ciphertext = hex::decode(&json.ciphertext).map_err(|e| format!("ciphertext: {e}"))?;
+        let ciphertext = hex::decode(&ciphertext).map_err(|e| format!("ciphertext: {e}"))?;
         Ok(Self { network, header, salt, nonce, ciphertext })
     }
 
@@ -338,11 +335,7 @@ impl WalletFile {
         let ciphertext = XChaCha20Poly1305::new(&self.key.into())
             .encrypt(XNonce::from_slice(&nonce), Payload { msg: &plaintext, aad: &aad })
             .expect("encryption of a small message cannot fail");
-        let json = FileJson {
-            header: self.header.clone(),
-            nonce: hex::encode(nonce),
-            ciphertext: hex::encode(ciphertext),
-        };
+        let json = FileJson::new(self.header.clone(), hex::encode(nonce), hex::encode(ciphertext));
         let mut text = serde_json::to_vec_pretty(&json).expect("the file serializes");
         text.push(b'\n');
         write_atomically(&self.path, &text)
